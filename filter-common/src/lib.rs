@@ -1,0 +1,273 @@
+//! Types shared by the XDP program (`filter-ebpf`) and userspace (`filter-user`).
+//!
+//! Everything here crosses the kernel/user boundary through BPF maps, so every
+//! type is `#[repr(C)]`, has explicit padding and a compile-time size check.
+//! Bump [`LAYOUT_VERSION`] whenever any of them changes shape: userspace refuses
+//! to reuse pinned maps written by a build with another layout.
+#![no_std]
+
+mod reason;
+
+pub use reason::{Reason, N_REASONS};
+
+/// Version of the pinned map layout (keys, values, map set). Stored in `META[0]`.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Maximum number of ports (bindings or attached interfaces) per pin directory.
+pub const MAX_PORTS: u32 = 4096;
+/// Maximum exact-address entries per family (all ports together, both generations).
+pub const MAX_ADDRS: u32 = 1 << 22;
+/// Maximum prefix entries per family.
+pub const MAX_PREFIXES: u32 = 1 << 16;
+/// Allowed extra EtherTypes per port.
+pub const MAX_ETHERTYPES: usize = 8;
+/// Allowed VLAN IDs per port.
+pub const MAX_VLANS: usize = 16;
+/// Bytes of the frame head copied into each drop event.
+pub const EVENT_CAPTURE: usize = 128;
+/// Size of the drop-event ring buffer.
+pub const EVENTS_RINGBUF_BYTES: u32 = 1 << 20;
+/// Maximum IPv6 extension headers walked before a frame is `malformed`.
+pub const MAX_IPV6_EXT_HEADERS: usize = 6;
+/// Maximum ND options inspected in one NS/NA before it is `nd_spoof`.
+pub const MAX_ND_OPTIONS: usize = 4;
+
+/// `PortConfig::flags` bits.
+pub mod flags {
+    /// The port has at least one IPv4 prefix in `V4_PREFIXES` (consult the trie).
+    pub const HAS_V4_PREFIX: u16 = 1 << 0;
+    /// The port has at least one IPv6 prefix in `V6_PREFIXES`.
+    pub const HAS_V6_PREFIX: u16 = 1 << 1;
+    /// DHCP server messages (v4 67->68, v6 547->546) are allowed from this port.
+    pub const ALLOW_DHCP_SERVER: u16 = 1 << 2;
+    /// Monitor mode: every check runs and is counted as a would-drop, the frame passes.
+    pub const MONITOR: u16 = 1 << 3;
+    /// The record holds a binding. Without it the port is attached but unbound:
+    /// every frame is `unbound_port` (fail closed), counted in the port's slot.
+    pub const BOUND: u16 = 1 << 4;
+}
+
+/// One token bucket's configuration, as a GCRA: a frame conforms when the
+/// bucket's theoretical arrival time is at most `tau_ns` ahead of now; each
+/// conforming frame pushes it by `interval_ns`. `interval_ns == 0` disables the limit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateCfg {
+    pub interval_ns: u64,
+    pub tau_ns: u64,
+    /// As configured, for display (`interval_ns`/`tau_ns` are derived from them).
+    pub pps: u32,
+    pub burst: u32,
+}
+
+impl RateCfg {
+    pub const DISABLED: RateCfg = RateCfg {
+        interval_ns: 0,
+        tau_ns: 0,
+        pps: 0,
+        burst: 0,
+    };
+
+    /// `pps == 0` means unlimited. `burst` is clamped to at least 1.
+    pub const fn new(pps: u32, burst: u32) -> RateCfg {
+        if pps == 0 {
+            return RateCfg::DISABLED;
+        }
+        let burst = if burst == 0 { 1 } else { burst };
+        let interval_ns = 1_000_000_000u64 / pps as u64;
+        let interval_ns = if interval_ns == 0 { 1 } else { interval_ns };
+        RateCfg {
+            interval_ns,
+            tau_ns: interval_ns * (burst as u64 - 1),
+            pps,
+            burst,
+        }
+    }
+}
+
+/// The binding of one port, keyed by ifindex in `PORTS`. Replaced as a whole
+/// (one map update), which is what makes a rebind atomic for the data path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortConfig {
+    pub mac: [u8; 6],
+    pub flags: u16,
+    /// Address entries of this port are keyed with this generation; a rebind
+    /// writes the next generation, then flips this field.
+    pub generation: u32,
+    pub ifindex: u32,
+    /// fe80::/64 + modified EUI-64 of `mac`, always an allowed IPv6 source.
+    pub eui64_ll: [u8; 16],
+    pub bcast: RateCfg,
+    pub mcast: RateCfg,
+    pub arp: RateCfg,
+    pub events: RateCfg,
+    /// Extra EtherTypes admitted (host byte order), first `n_ethertypes` valid.
+    pub ethertypes: [u16; MAX_ETHERTYPES],
+    /// VLAN IDs admitted for 802.1Q-tagged frames, first `n_vlans` valid.
+    pub vlans: [u16; MAX_VLANS],
+    pub n_ethertypes: u8,
+    pub n_vlans: u8,
+    /// 0 not attached, `ATTACH_NATIVE` or `ATTACH_GENERIC` (for `show`; the data path ignores it).
+    pub attach_mode: u8,
+    pub _pad: u8,
+    /// Index of this port's counters in `STATS` and bucket state in `RATE` (1..MAX_PORTS).
+    pub slot: u32,
+    /// Tenant label, NUL-padded UTF-8.
+    pub tenant: [u8; 32],
+    /// Interface name at bind time, NUL-padded.
+    pub ifname: [u8; 16],
+}
+
+/// Key of `V4_ADDRS`, and (inside an LPM key, prefix length 64 + plen) of `V4_PREFIXES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct V4Key {
+    pub ifindex: u32,
+    pub generation: u32,
+    /// Network byte order.
+    pub addr: [u8; 4],
+}
+
+/// Key of `V6_ADDRS`, and (inside an LPM key, prefix length 64 + plen) of `V6_PREFIXES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct V6Key {
+    pub ifindex: u32,
+    pub generation: u32,
+    pub addr: [u8; 16],
+}
+
+/// Bits of an LPM key's data before the address: ifindex + generation.
+pub const LPM_PORT_BITS: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Per-port, per-CPU counters (`STATS`, a per-CPU hash keyed by ifindex).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortStats {
+    /// Frames the program passed (monitor-mode would-drops included).
+    pub passed: Counter,
+    /// Indexed by `Reason as usize`; index 0 is unused.
+    pub dropped: [Counter; N_REASONS],
+    /// Monitor mode: what would have been dropped, by reason.
+    pub would_drop: [Counter; N_REASONS],
+    /// Drop events suppressed by the per-port, per-reason sampling bucket.
+    pub sampled_out: u64,
+    /// Drop events lost because the ring buffer was full.
+    pub events_lost: u64,
+}
+
+impl PortStats {
+    pub const ZERO: PortStats = PortStats {
+        passed: Counter {
+            packets: 0,
+            bytes: 0,
+        },
+        dropped: [Counter {
+            packets: 0,
+            bytes: 0,
+        }; N_REASONS],
+        would_drop: [Counter {
+            packets: 0,
+            bytes: 0,
+        }; N_REASONS],
+        sampled_out: 0,
+        events_lost: 0,
+    };
+}
+
+/// Token-bucket state of one port (`RATE`, shared across CPUs, updated with
+/// atomic compare-and-exchange so the limit holds whatever CPU a frame lands on).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateState {
+    pub bcast_tat: u64,
+    pub mcast_tat: u64,
+    pub arp_tat: u64,
+    pub _pad: u64,
+    /// Event sampling, one bucket per reason.
+    pub events_tat: [u64; N_REASONS],
+}
+
+pub const ATTACH_NATIVE: u8 = 1;
+pub const ATTACH_GENERIC: u8 = 2;
+
+/// A sampled drop (or monitor-mode would-drop), written to the `EVENTS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropEvent {
+    /// CLOCK_MONOTONIC (bpf_ktime_get_ns); userspace converts to wall time.
+    pub ts_ns: u64,
+    pub ifindex: u32,
+    /// Length of the whole frame.
+    pub frame_len: u32,
+    pub reason: u8,
+    /// 1 when the port is in monitor mode (the frame passed).
+    pub monitor: u8,
+    /// 0 none, 4 or 6: which of `src_ip`/`dst_ip` are valid.
+    pub ip_version: u8,
+    /// Bytes valid in `data`.
+    pub cap_len: u8,
+    /// EtherType after an allowed VLAN tag (host byte order).
+    pub ethertype: u16,
+    /// Outer VLAN ID, or 0xffff when untagged.
+    pub vlan: u16,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub _pad: u32,
+    pub src_ip: [u8; 16],
+    pub dst_ip: [u8; 16],
+    pub data: [u8; EVENT_CAPTURE],
+}
+
+// The kernel and userspace must agree on these to the byte.
+const _: () = assert!(core::mem::size_of::<RateCfg>() == 24);
+const _: () = assert!(core::mem::size_of::<PortConfig>() == 232);
+const _: () = assert!(core::mem::size_of::<V4Key>() == 12);
+const _: () = assert!(core::mem::size_of::<V6Key>() == 24);
+const _: () = assert!(core::mem::size_of::<PortStats>() == 16 + 2 * 16 * N_REASONS + 16);
+const _: () = assert!(core::mem::size_of::<RateState>() == 32 + 8 * N_REASONS);
+const _: () = assert!(core::mem::size_of::<DropEvent>() == 72 + EVENT_CAPTURE);
+
+/// Modified EUI-64 link-local address (fe80::/64) of a MAC (RFC 4291 appendix A).
+pub const fn eui64_link_local(mac: [u8; 6]) -> [u8; 16] {
+    [
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ]
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+
+    // SAFETY: all of these are repr(C), Copy, with explicit padding fields and no
+    // pointers, so every bit pattern is valid and none has implicit padding.
+    unsafe impl aya::Pod for PortConfig {}
+    unsafe impl aya::Pod for V4Key {}
+    unsafe impl aya::Pod for V6Key {}
+    unsafe impl aya::Pod for PortStats {}
+    unsafe impl aya::Pod for RateState {}
+    unsafe impl aya::Pod for DropEvent {}
+}

@@ -1,0 +1,144 @@
+//! Counting and drop-event sampling: everything that happens after the verdict.
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
+use filter_common::{flags, DropEvent, PortConfig, Reason, EVENT_CAPTURE, N_REASONS};
+
+use crate::{
+    limits::conform,
+    maps::{EVENTS, RATE, STATS},
+    pkt::Pkt,
+    policy::{ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6},
+};
+
+/// Counts the frame in `slot` and returns the XDP action. `port` is `None`
+/// for a frame on an interface with no record at all (slot 0, no events).
+#[inline(always)]
+pub fn finish(ctx: &XdpContext, port: Option<&PortConfig>, slot: u32, reason: Reason) -> u32 {
+    let p = Pkt::new(ctx);
+    let bytes = p.len() as u64;
+    let monitor = match port {
+        Some(c) => c.flags & flags::MONITOR != 0,
+        None => false,
+    };
+    let idx = reason as usize;
+    if let Some(s) = STATS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU value: no other CPU writes it, and XDP runs with preemption off.
+        let s = unsafe { &mut *s };
+        if reason == Reason::Pass || idx >= N_REASONS {
+            s.passed.packets += 1;
+            s.passed.bytes += bytes;
+            return XDP_PASS;
+        }
+        if monitor {
+            s.would_drop[idx].packets += 1;
+            s.would_drop[idx].bytes += bytes;
+            s.passed.packets += 1;
+            s.passed.bytes += bytes;
+        } else {
+            s.dropped[idx].packets += 1;
+            s.dropped[idx].bytes += bytes;
+        }
+        if let Some(port) = port {
+            sample(ctx, &p, port, reason, monitor, s);
+        }
+    }
+    if reason == Reason::Pass || monitor {
+        XDP_PASS
+    } else {
+        XDP_DROP
+    }
+}
+
+#[inline(always)]
+fn sample(
+    ctx: &XdpContext,
+    p: &Pkt,
+    port: &PortConfig,
+    reason: Reason,
+    monitor: bool,
+    stats: &mut filter_common::PortStats,
+) {
+    let idx = reason as usize;
+    if idx >= N_REASONS || port.events.interval_ns == 0 {
+        return;
+    }
+    let state = match RATE.get_ptr_mut(port.slot) {
+        Some(s) => s,
+        None => return,
+    };
+    // SAFETY: idx < N_REASONS, inside the map value.
+    let tat = unsafe { &raw mut (*state).events_tat[idx] };
+    if !conform(tat, &port.events) {
+        stats.sampled_out += 1;
+        return;
+    }
+    let mut entry = match EVENTS.reserve::<DropEvent>(0) {
+        Some(e) => e,
+        None => {
+            stats.events_lost += 1;
+            return;
+        }
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at a reserved, exclusively owned DropEvent-sized record.
+    unsafe {
+        (*ev).ts_ns = bpf_ktime_get_ns();
+        (*ev).ifindex = port.ifindex;
+        (*ev).frame_len = p.len() as u32;
+        (*ev).reason = reason as u8;
+        (*ev).monitor = monitor as u8;
+        (*ev).ip_version = 0;
+        (*ev).cap_len = 0;
+        (*ev).ethertype = 0;
+        (*ev).vlan = 0xffff;
+        (*ev).src_mac = [0; 6];
+        (*ev).dst_mac = [0; 6];
+        (*ev)._pad = 0;
+        (*ev).src_ip = [0; 16];
+        (*ev).dst_ip = [0; 16];
+        if let Some(eth) = p.bytes::<14>(0) {
+            (*ev).dst_mac = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
+            (*ev).src_mac = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
+            let mut et = u16::from_be_bytes([eth[12], eth[13]]);
+            let mut l3 = 14;
+            if et == ETH_P_8021Q {
+                if let Some(tag) = p.bytes::<4>(14) {
+                    (*ev).vlan = u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff;
+                    et = u16::from_be_bytes([tag[2], tag[3]]);
+                    l3 = 18;
+                }
+            }
+            (*ev).ethertype = et;
+            if et == ETH_P_IP {
+                if let Some(ip) = p.bytes::<20>(l3) {
+                    (*ev).ip_version = 4;
+                    (*ev).src_ip = [ip[12], ip[13], ip[14], ip[15], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                    (*ev).dst_ip = [ip[16], ip[17], ip[18], ip[19], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                }
+            } else if et == ETH_P_IPV6 {
+                if let Some(ip) = p.bytes::<40>(l3) {
+                    (*ev).ip_version = 6;
+                    (*ev).src_ip = crate::bytes::sub::<40, 8, 16>(ip);
+                    (*ev).dst_ip = crate::bytes::sub::<40, 24, 16>(ip);
+                }
+            }
+        }
+        let len = p.len();
+        let cap = if len > EVENT_CAPTURE { EVENT_CAPTURE } else { len };
+        if cap > 0 && cap <= EVENT_CAPTURE {
+            let rc = bpf_xdp_load_bytes(
+                ctx.ctx,
+                0,
+                (&raw mut (*ev).data) as *mut core::ffi::c_void,
+                cap as u32,
+            );
+            if rc == 0 {
+                (*ev).cap_len = cap as u8;
+            }
+        }
+    }
+    entry.submit(0);
+}

@@ -1,0 +1,36 @@
+//! ARP: well-formed Ethernet/IPv4 request or reply whose sender is the port itself.
+use filter_common::{PortConfig, Reason};
+
+use crate::{addrs::v4_allowed, bytes::eq6, pkt::Pkt};
+
+/// Returns the verdict and whether the frame is an ARP request (for storm control).
+#[inline(always)]
+pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> (Reason, bool) {
+    let a = match p.bytes::<28>(l3) {
+        Some(a) => a,
+        None => return (Reason::Malformed, false),
+    };
+    let op = u16::from_be_bytes([a[6], a[7]]);
+    if a[0] != 0 || a[1] != 1 || a[2] != 0x08 || a[3] != 0x00 || a[4] != 6 || a[5] != 4 {
+        return (Reason::Malformed, false);
+    }
+    if op != 1 && op != 2 {
+        return (Reason::Malformed, false);
+    }
+    let request = op == 1;
+    let sha = [a[8], a[9], a[10], a[11], a[12], a[13]];
+    if !eq6(&sha, &port.mac) {
+        return (Reason::ArpSpoof, request);
+    }
+    let spa = [a[14], a[15], a[16], a[17]];
+    // 0.0.0.0 is an ARP probe (RFC 5227): only as a request.
+    let spa_ok = if spa == [0, 0, 0, 0] {
+        request
+    } else {
+        v4_allowed(port, spa)
+    };
+    if !spa_ok {
+        return (Reason::ArpSpoof, request);
+    }
+    (Reason::Pass, request)
+}

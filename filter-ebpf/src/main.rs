@@ -1,0 +1,44 @@
+//! portguard's XDP program: checks every frame a VM sends against its port's
+//! binding and drops what is spoofed or abusive, counting per port and reason.
+#![no_std]
+#![no_main]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+mod account;
+mod addrs;
+mod arp;
+mod bytes;
+mod ipv4;
+mod ipv6;
+mod limits;
+mod maps;
+mod pkt;
+mod policy;
+
+use aya_ebpf::{macros::xdp, programs::XdpContext};
+use filter_common::{flags, Reason};
+
+use crate::{maps::PORTS, pkt::Pkt};
+
+#[xdp]
+pub fn portguard(ctx: XdpContext) -> u32 {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    // SAFETY: PortConfig is plain data; the map value stays valid for this run.
+    let port = match unsafe { PORTS.get(&ifindex) } {
+        Some(p) => p,
+        // No record at all (attached by hand, or removed under us): fail closed.
+        None => return account::finish(&ctx, None, 0, Reason::UnboundPort),
+    };
+    if port.flags & flags::BOUND == 0 {
+        return account::finish(&ctx, Some(port), port.slot, Reason::UnboundPort);
+    }
+    let verdict = policy::check(&Pkt::new(&ctx), port);
+    account::finish(&ctx, Some(port), port.slot, verdict)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

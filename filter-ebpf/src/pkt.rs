@@ -1,0 +1,42 @@
+//! Bounds-checked access to the frame. Every read of packet memory goes
+//! through `Pkt::bytes`, which compares against `data_end` right before the
+//! pointer is formed, the shape the verifier can follow.
+use aya_ebpf::programs::XdpContext;
+
+/// Largest offset any parser may reach; keeps variable offsets provably bounded.
+pub const MAX_OFFSET: usize = 0x3fff;
+
+#[derive(Clone, Copy)]
+pub struct Pkt {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Pkt {
+    #[inline(always)]
+    pub fn new(ctx: &XdpContext) -> Pkt {
+        Pkt {
+            start: ctx.data(),
+            end: ctx.data_end(),
+        }
+    }
+
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// `N` bytes at `off`, or `None` when the frame is shorter.
+    #[inline(always)]
+    pub fn bytes<const N: usize>(&self, off: usize) -> Option<&[u8; N]> {
+        if off > MAX_OFFSET {
+            return None;
+        }
+        let p = self.start + off;
+        if p + N > self.end {
+            return None;
+        }
+        // SAFETY: [p, p + N) lies inside [data, data_end), checked just above.
+        Some(unsafe { &*(p as *const [u8; N]) })
+    }
+}

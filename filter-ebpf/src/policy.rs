@@ -1,0 +1,125 @@
+//! The verdict for one frame from a VM, given its port's binding. Each
+//! `Reason::*` returned here (and in `ipv4`, `arp`, `ipv6`, `limits`) is where
+//! that drop reason is decided. Order: L2 (MAC, VLAN), L3/L4 (per EtherType),
+//! then storm control, so spoofed frames never consume a port's budget.
+use filter_common::{PortConfig, Reason};
+
+use crate::{arp, bytes::eq6, ipv4, ipv6, limits, pkt::Pkt};
+
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_ARP: u16 = 0x0806;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+
+/// What storm control needs to know about a frame that passed every other check.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Unicast,
+    Broadcast,
+    Multicast,
+    ArpRequest,
+}
+
+#[inline(always)]
+pub fn check(p: &Pkt, port: &PortConfig) -> Reason {
+    let eth = match p.bytes::<14>(0) {
+        Some(e) => e,
+        None => return Reason::Malformed,
+    };
+    // Source MAC: exactly the bound one; a group address is never a valid source.
+    let src = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
+    if src[0] & 1 != 0 || !eq6(&src, &port.mac) {
+        return Reason::MacSpoof;
+    }
+
+    let mut ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+    let mut l3 = 14usize;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        // Only single 802.1Q tags with an allowed VID; the inner frame is then checked as usual.
+        if ethertype == ETH_P_8021AD || port.n_vlans == 0 {
+            return Reason::Vlan;
+        }
+        let tag = match p.bytes::<4>(14) {
+            Some(t) => t,
+            None => return Reason::Malformed,
+        };
+        let vid = u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff;
+        if !vlan_allowed(port, vid) {
+            return Reason::Vlan;
+        }
+        ethertype = u16::from_be_bytes([tag[2], tag[3]]);
+        if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+            return Reason::Vlan;
+        }
+        l3 = 18;
+    }
+
+    let (verdict, arp_request) = match ethertype {
+        ETH_P_IP => (ipv4::check(p, l3, port), false),
+        ETH_P_ARP => arp::check(p, l3, port),
+        ETH_P_IPV6 => (ipv6::check(p, l3, port), false),
+        other => {
+            if ethertype_allowed(port, other) {
+                (Reason::Pass, false)
+            } else {
+                (Reason::Ethertype, false)
+            }
+        }
+    };
+    if verdict != Reason::Pass {
+        return verdict;
+    }
+
+    let class = if arp_request {
+        Class::ArpRequest
+    } else if eth[0] == 0xff
+        && eth[1] == 0xff
+        && eth[2] == 0xff
+        && eth[3] == 0xff
+        && eth[4] == 0xff
+        && eth[5] == 0xff
+    {
+        Class::Broadcast
+    } else if eth[0] & 1 != 0 {
+        Class::Multicast
+    } else {
+        Class::Unicast
+    };
+    if class == Class::Unicast {
+        return Reason::Pass;
+    }
+    limits::check(port, class)
+}
+
+#[inline(always)]
+fn vlan_allowed(port: &PortConfig, vid: u16) -> bool {
+    let n = port.n_vlans as usize;
+    let mut i = 0;
+    while i < filter_common::MAX_VLANS {
+        if i >= n {
+            return false;
+        }
+        if port.vlans[i] == vid {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+#[inline(always)]
+fn ethertype_allowed(port: &PortConfig, et: u16) -> bool {
+    let n = port.n_ethertypes as usize;
+    let mut i = 0;
+    while i < filter_common::MAX_ETHERTYPES {
+        if i >= n {
+            return false;
+        }
+        if port.ethertypes[i] == et {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}

@@ -1,0 +1,48 @@
+//! Builds the XDP program (`filter-ebpf`, nightly, bpfel-unknown-none) and
+//! hands its path to the crate as `PORTGUARD_EBPF_OBJ`, so `cargo build`
+//! alone produces a self-contained `portguard` binary.
+use std::{env, path::PathBuf, process::Command};
+
+fn main() {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest.parent().unwrap().to_path_buf();
+    let ebpf = root.join("filter-ebpf");
+    for p in ["src", "Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
+        println!("cargo:rerun-if-changed={}", ebpf.join(p).display());
+    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("filter-common/src").display()
+    );
+    println!("cargo:rerun-if-env-changed=PORTGUARD_EBPF_OBJ");
+
+    // Prebuilt object (e.g. from `cargo xtask build-ebpf`) takes precedence.
+    if let Ok(obj) = env::var("PORTGUARD_EBPF_OBJ") {
+        println!("cargo:rustc-env=PORTGUARD_EBPF_OBJ={obj}");
+        return;
+    }
+    let target_dir = root.join("target").join("ebpf");
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(&ebpf)
+        .args(["+nightly", "build", "--release", "--target-dir"])
+        .arg(&target_dir);
+    // Do not leak the host build's settings into the BPF build.
+    for (k, _) in env::vars() {
+        if k.starts_with("CARGO_")
+            || k.starts_with("RUSTC")
+            || k == "RUSTFLAGS"
+            || k == "RUSTUP_TOOLCHAIN"
+            || k == "RUSTDOC"
+        {
+            cmd.env_remove(k);
+        }
+    }
+    let status = cmd.status().expect(
+        "failed to run `cargo +nightly` for filter-ebpf (run `cargo xtask setup` to install the toolchain)",
+    );
+    if !status.success() {
+        panic!("building filter-ebpf failed (run `cargo xtask setup` if bpf-linker or rust-src is missing)");
+    }
+    let obj = target_dir.join("bpfel-unknown-none/release/portguard");
+    println!("cargo:rustc-env=PORTGUARD_EBPF_OBJ={}", obj.display());
+}

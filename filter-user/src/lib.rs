@@ -1,0 +1,10 @@
+//! portguard userspace: bindings, pinned state, attach/detach, counters.
+//! The `portguard` binary (src/main.rs, src/cli/) is a thin layer over this.
+
+pub mod binding;
+pub mod parse;
+
+pub use filter_common::{Reason, N_REASONS};
+
+/// The XDP object built by build.rs.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PORTGUARD_EBPF_OBJ"));
