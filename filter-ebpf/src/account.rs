@@ -127,16 +127,13 @@ fn sample(
             }
         }
         let len = p.len();
-        let cap = if len > EVENT_CAPTURE { EVENT_CAPTURE } else { len };
-        if cap > 0 && cap <= EVENT_CAPTURE {
-            let rc = bpf_xdp_load_bytes(
-                ctx.ctx,
-                0,
-                (&raw mut (*ev).data) as *mut core::ffi::c_void,
-                cap as u32,
-            );
+        if len > 0 {
+            let cap = if len > EVENT_CAPTURE { EVENT_CAPTURE } else { len };
+            // Written as ((cap - 1) & 127) + 1 so the verifier sees a length in [1, 128].
+            let n = ((cap as u32).wrapping_sub(1) & (EVENT_CAPTURE as u32 - 1)) + 1;
+            let rc = bpf_xdp_load_bytes(ctx.ctx, 0, (&raw mut (*ev).data) as *mut core::ffi::c_void, n);
             if rc == 0 {
-                (*ev).cap_len = cap as u8;
+                (*ev).cap_len = n as u8;
             }
         }
     }

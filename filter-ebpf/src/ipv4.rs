@@ -1,7 +1,10 @@
 //! IPv4: header sanity, source address, DHCP client exception, DHCP server guard.
 use filter_common::{flags, PortConfig, Reason};
 
-use crate::{addrs::v4_allowed, pkt::Pkt};
+use crate::{
+    addrs::v4_allowed,
+    pkt::{opaque, Pkt},
+};
 
 const IPPROTO_UDP: u8 = 17;
 
@@ -19,6 +22,7 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
     if ihl < 20 || total < ihl || l3 + total > p.len() {
         return Reason::Malformed;
     }
+    let total = opaque(total);
     let src = [ip[12], ip[13], ip[14], ip[15]];
     let mut src_ok = v4_allowed(port, src);
 

@@ -6,7 +6,7 @@ use filter_common::{flags, PortConfig, Reason, MAX_IPV6_EXT_HEADERS, MAX_ND_OPTI
 use crate::{
     addrs::v6_allowed,
     bytes::{eq6, is_zero16, sub},
-    pkt::Pkt,
+    pkt::{opaque, Pkt},
 };
 
 const NH_HOP: u8 = 0;
@@ -42,6 +42,7 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
     if end > p.len() {
         return Reason::Malformed;
     }
+    let end = opaque(end);
     let hop_limit = ip[7];
     let src: [u8; 16] = sub::<40, 8, 16>(ip);
     let dst: [u8; 16] = sub::<40, 24, 16>(ip);

@@ -40,3 +40,13 @@ impl Pkt {
         Some(unsafe { &*(p as *const [u8; N]) })
     }
 }
+
+/// Hides `v`'s provenance from LLVM. Logical bounds (IP length fields) are
+/// checked against the frame length first; without this, LLVM proves later
+/// packet bounds checks redundant and drops them, and the verifier, which
+/// cannot follow that reasoning, rejects the access.
+#[inline(always)]
+pub fn opaque(v: usize) -> usize {
+    // SAFETY: a volatile read of a local.
+    unsafe { core::ptr::read_volatile(&v) }
+}

@@ -1,8 +1,15 @@
 //! portguard userspace: bindings, pinned state, attach/detach, counters.
 //! The `portguard` binary (src/main.rs, src/cli/) is a thin layer over this.
 
+pub mod attach;
 pub mod binding;
+pub mod bpffs;
+pub mod iface;
+pub mod model;
 pub mod parse;
+pub mod pinned;
+pub mod report;
+pub mod testrun;
 
 pub use filter_common::{Reason, N_REASONS};
 

@@ -1,0 +1,165 @@
+//! Attaching and detaching the XDP program through pinned bpf_links.
+//! Persistent attach = attach, take the link, convert to FdLink, pin it;
+//! re-attach replaces the program inside the pinned link (bpf_link_update),
+//! so there is no instant without enforcement.
+use std::fs;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::programs::{
+    links::{FdLink, PinnedLink},
+    xdp::XdpLink,
+    XdpMode,
+};
+use filter_common::{ATTACH_GENERIC, ATTACH_NATIVE};
+
+use crate::{iface, pinned::Pinned};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestedMode {
+    Auto,
+    Native,
+    Generic,
+}
+
+impl std::str::FromStr for RequestedMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<RequestedMode, String> {
+        match s {
+            "auto" => Ok(RequestedMode::Auto),
+            "native" => Ok(RequestedMode::Native),
+            "generic" => Ok(RequestedMode::Generic),
+            o => Err(format!("invalid mode {o:?}: expected auto, native or generic")),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Attached {
+    pub ifindex: u32,
+    /// `ATTACH_NATIVE` or `ATTACH_GENERIC`.
+    pub mode: u8,
+    /// An existing pinned link had its program replaced in place.
+    pub replaced: bool,
+    /// Why native mode was not used, for `auto`.
+    pub fallback_reason: Option<String>,
+}
+
+pub fn attach(p: &mut Pinned, ifname: &str, want: RequestedMode) -> Result<Attached> {
+    let ifindex = iface::ethernet_port(ifname)?;
+    let link_path = p.link_path(ifname);
+    fs::create_dir_all(p.link_dir())
+        .with_context(|| format!("cannot create {}", p.link_dir().display()))?;
+
+    // Fail closed from the first frame: the port record exists before the program runs.
+    let existing_mode = p.config(ifindex)?.map(|c| c.attach_mode).unwrap_or(0);
+    let created = p.mark_attached(ifindex, ifname, if existing_mode != 0 { existing_mode } else { ATTACH_NATIVE })?;
+
+    let result = (|| -> Result<Attached> {
+        if link_path.exists() {
+            return replace(p, ifname, ifindex, existing_mode);
+        }
+        let prog = p.program()?;
+        let (id, mode, fallback_reason) = match want {
+            RequestedMode::Native => (
+                prog.attach_to_if_index(ifindex, XdpMode::Driver)
+                    .with_context(|| format!("attaching to {ifname} in native mode"))?,
+                ATTACH_NATIVE,
+                None,
+            ),
+            RequestedMode::Generic => (
+                prog.attach_to_if_index(ifindex, XdpMode::Skb)
+                    .with_context(|| format!("attaching to {ifname} in generic mode"))?,
+                ATTACH_GENERIC,
+                None,
+            ),
+            RequestedMode::Auto => match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
+                Ok(id) => (id, ATTACH_NATIVE, None),
+                Err(e) => (
+                    prog.attach_to_if_index(ifindex, XdpMode::Skb)
+                        .with_context(|| format!("attaching to {ifname} (native failed: {e}; generic too)"))?,
+                    ATTACH_GENERIC,
+                    Some(e.to_string()),
+                ),
+            },
+        };
+        let link = prog.take_link(id).context("taking the XDP link")?;
+        let fd_link = FdLink::try_from(link).map_err(|e| {
+            anyhow!("{ifname}: the kernel attached through netlink, not a bpf_link, so it cannot be pinned ({e})")
+        })?;
+        fd_link
+            .pin(&link_path)
+            .with_context(|| format!("pinning the link at {}", link_path.display()))?;
+        p.mark_attached(ifindex, ifname, mode)?;
+        pin_program(p)?;
+        Ok(Attached {
+            ifindex,
+            mode,
+            replaced: false,
+            fallback_reason,
+        })
+    })();
+    if result.is_err() && created {
+        // Leave nothing behind on failure.
+        let _ = p.mark_detached(ifindex);
+    }
+    result
+}
+
+/// Hitless upgrade / re-attach: swap the program inside the pinned link.
+fn replace(p: &mut Pinned, ifname: &str, ifindex: u32, mode: u8) -> Result<Attached> {
+    let link_path = p.link_path(ifname);
+    let pinned = PinnedLink::from_pin(&link_path)
+        .with_context(|| format!("opening pinned link {}", link_path.display()))?;
+    let fd_link: FdLink = pinned.into();
+    let xdp_link = XdpLink::try_from(fd_link).context("pinned link is not an XDP link")?;
+    let prog = p.program()?;
+    let id = prog
+        .attach_to_link(xdp_link)
+        .with_context(|| format!("replacing the program on {ifname} (bpf_link_update)"))?;
+    // The pin keeps the link alive; our fd may close.
+    let link = prog.take_link(id).context("taking the XDP link")?;
+    drop(FdLink::try_from(link).ok());
+    let mode = if mode == 0 { ATTACH_NATIVE } else { mode };
+    p.mark_attached(ifindex, ifname, mode)?;
+    pin_program(p)?;
+    Ok(Attached {
+        ifindex,
+        mode,
+        replaced: true,
+        fallback_reason: None,
+    })
+}
+
+fn pin_program(p: &mut Pinned) -> Result<()> {
+    let path = p.dir().join("prog");
+    let _ = fs::remove_file(&path);
+    p.program()?
+        .pin(&path)
+        .with_context(|| format!("pinning the program at {}", path.display()))
+}
+
+/// Removes the interface's link pin (detaching it) and its attach record.
+/// Returns true when this was the last attached interface.
+pub fn detach(p: &mut Pinned, ifname: &str) -> Result<bool> {
+    let link_path = p.link_path(ifname);
+    let ifindex = match iface::index(ifname) {
+        Ok(i) => Some(i),
+        Err(_) => p
+            .ports()?
+            .into_iter()
+            .find(|i| i.ifname == ifname)
+            .map(|i| i.ifindex),
+    };
+    if !link_path.exists() {
+        bail!("{ifname} is not attached (no link pinned at {})", link_path.display());
+    }
+    fs::remove_file(&link_path)
+        .with_context(|| format!("removing link pin {}", link_path.display()))?;
+    if let Some(ifindex) = ifindex {
+        p.mark_detached(ifindex)?;
+    }
+    let remaining = fs::read_dir(p.link_dir())
+        .map(|d| d.count())
+        .unwrap_or(0);
+    Ok(remaining == 0)
+}

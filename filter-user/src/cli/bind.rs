@@ -1,0 +1,120 @@
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use portguard::{
+    binding::{Binding, Limit, Mode, DEFAULT_ARP, DEFAULT_BROADCAST, DEFAULT_MULTICAST},
+    iface,
+    parse::{parse_ethertype, parse_vlan, IpNet, Mac},
+    pinned::Pinned,
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    pub iface: String,
+    /// The only source MAC the VM may use.
+    #[arg(long)]
+    pub mac: String,
+    /// Allowed source address or prefix (IPv4/IPv6), repeatable.
+    #[arg(long = "ip")]
+    pub ips: Vec<String>,
+    /// Tenant label carried into show/stats/metrics.
+    #[arg(long, default_value = "")]
+    pub tenant: String,
+    /// enforce drops; monitor only counts what would be dropped.
+    #[arg(long, default_value = "enforce")]
+    pub mode: Mode,
+    /// Broadcast frames per second (0 = unlimited).
+    #[arg(long)]
+    pub broadcast_pps: Option<u32>,
+    #[arg(long)]
+    pub broadcast_burst: Option<u32>,
+    /// Multicast frames per second (0 = unlimited).
+    #[arg(long)]
+    pub multicast_pps: Option<u32>,
+    #[arg(long)]
+    pub multicast_burst: Option<u32>,
+    /// ARP requests per second (0 = unlimited).
+    #[arg(long)]
+    pub arp_pps: Option<u32>,
+    #[arg(long)]
+    pub arp_burst: Option<u32>,
+    /// Let this VM answer DHCP (v4 67->68, v6 547->546), e.g. its own private DHCP server.
+    #[arg(long)]
+    pub allow_dhcp_server: bool,
+    /// Admit another EtherType, e.g. 0x88cc (repeatable).
+    #[arg(long = "allow-ethertype")]
+    pub ethertypes: Vec<String>,
+    /// Admit 802.1Q frames with this VLAN ID; the inner frame is checked as usual (repeatable).
+    #[arg(long = "allow-vlan")]
+    pub vlans: Vec<String>,
+}
+
+/// A limit from optional flags: an explicit pps without burst gets burst = 2 x pps (at least 1).
+pub fn limit(pps: Option<u32>, burst: Option<u32>, default: Limit) -> Limit {
+    match (pps, burst) {
+        (None, None) => default,
+        (None, Some(b)) => Limit {
+            pps: default.pps,
+            burst: b,
+        },
+        (Some(p), b) => Limit {
+            pps: p,
+            burst: b.unwrap_or_else(|| p.saturating_mul(2).max(1)),
+        },
+    }
+}
+
+impl Args {
+    /// Everything the flags say, validated, without touching the kernel.
+    pub fn binding(&self) -> Result<Binding> {
+        let mac = Mac::parse_unicast(&self.mac)?;
+        let ips = self
+            .ips
+            .iter()
+            .map(|s| s.parse::<IpNet>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut b = Binding::new(mac, ips);
+        b.tenant = self.tenant.clone();
+        b.mode = self.mode;
+        b.broadcast = limit(self.broadcast_pps, self.broadcast_burst, DEFAULT_BROADCAST);
+        b.multicast = limit(self.multicast_pps, self.multicast_burst, DEFAULT_MULTICAST);
+        b.arp = limit(self.arp_pps, self.arp_burst, DEFAULT_ARP);
+        b.allow_dhcp_server = self.allow_dhcp_server;
+        b.ethertypes = self
+            .ethertypes
+            .iter()
+            .map(|s| parse_ethertype(s))
+            .collect::<Result<_, _>>()?;
+        b.vlans = self
+            .vlans
+            .iter()
+            .map(|s| parse_vlan(s))
+            .collect::<Result<_, _>>()?;
+        Ok(b.normalize()?)
+    }
+}
+
+pub fn run(pin_dir: &Path, a: Args) -> Result<()> {
+    let b = a.binding()?;
+    super::require_root()?;
+    let ifindex = iface::ethernet_port(&a.iface)?;
+    let mut p = Pinned::open(pin_dir)?;
+    let prev = p
+        .bind(ifindex, &a.iface, &b)
+        .with_context(|| format!("binding {}", a.iface))?;
+    let ips: Vec<String> = b.ips.iter().map(|n| n.to_string()).collect();
+    let verb = match prev {
+        Some(ref old) if *old == b => "unchanged",
+        Some(_) => "rebound",
+        None => "bound",
+    };
+    println!(
+        "{}: {verb} mac {} ips [{}]{}{}",
+        a.iface,
+        b.mac,
+        ips.join(", "),
+        if b.tenant.is_empty() { String::new() } else { format!(" tenant {}", b.tenant) },
+        if b.mode == Mode::Monitor { " (monitor mode)" } else { "" }
+    );
+    Ok(())
+}

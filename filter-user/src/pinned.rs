@@ -1,0 +1,521 @@
+//! The pinned state under a pin directory: maps (bindings, counters, bucket
+//! state, events), the program and one XDP link per attached interface.
+//!
+//! Layout:
+//! ```text
+//! <pin-dir>/maps/{PORTS,V4_ADDRS,V6_ADDRS,V4_PREFIXES,V6_PREFIXES,STATS,RATE,EVENTS,META}
+//! <pin-dir>/prog             the last loaded program
+//! <pin-dir>/links/<iface>    the bpf_link attaching the program to <iface>
+//! ```
+//! A rebind is atomic for the data path: new address entries are written
+//! under the next generation, the port record (one map value) is flipped to
+//! it, then the previous generation is deleted.
+use std::{
+    collections::BTreeSet,
+    fs,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::{
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    programs::Xdp,
+    Ebpf, EbpfLoader,
+};
+use filter_common::{
+    flags, PortConfig, PortStats, RateState, V4Key, V6Key, LAYOUT_VERSION, LPM_PORT_BITS,
+    MAX_PORTS,
+};
+
+use crate::{
+    binding::{fixed_str, str_from_fixed, Binding},
+    bpffs,
+    parse::IpNet,
+    EBPF_OBJECT,
+};
+
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/portguard";
+pub const PROGRAM_NAME: &str = "portguard";
+
+/// One port as recorded in the maps.
+#[derive(Clone, Debug)]
+pub struct PortInfo {
+    pub ifindex: u32,
+    pub ifname: String,
+    pub tenant: String,
+    pub binding: Option<Binding>,
+    /// 0 not attached, else `ATTACH_NATIVE`/`ATTACH_GENERIC`.
+    pub attach_mode: u8,
+    pub slot: u32,
+    pub generation: u32,
+}
+
+pub struct Pinned {
+    dir: PathBuf,
+    ebpf: Ebpf,
+    pub(crate) ports: HashMap<MapData, u32, PortConfig>,
+    v4: HashMap<MapData, V4Key, u8>,
+    v6: HashMap<MapData, V6Key, u8>,
+    v4p: LpmTrie<MapData, V4Key, u8>,
+    v6p: LpmTrie<MapData, V6Key, u8>,
+    stats: PerCpuArray<MapData, PortStats>,
+    rate: Array<MapData, RateState>,
+    program_loaded: bool,
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &str) -> Result<T>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| anyhow!("the XDP object has no map {name}"))?;
+    T::try_from(map).with_context(|| format!("map {name} has an unexpected type"))
+}
+
+impl Pinned {
+    /// Opens (creating on first use) the pinned maps under `dir`.
+    pub fn open(dir: &Path) -> Result<Pinned> {
+        bpffs::ensure(dir)?;
+        let maps_dir = dir.join("maps");
+        fs::create_dir_all(&maps_dir)
+            .with_context(|| format!("cannot create pin directory {}", maps_dir.display()))?;
+        check_layout(&maps_dir)?;
+
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&maps_dir)
+            .load(EBPF_OBJECT)
+            .with_context(|| format!("cannot create or open the maps under {}", maps_dir.display()))?;
+
+        let mut meta: Array<MapData, u32> = take(&mut ebpf, "META")?;
+        let version = meta.get(&0, 0).context("reading META")?;
+        if version == 0 {
+            meta.set(0, LAYOUT_VERSION, 0).context("writing META")?;
+        }
+        Ok(Pinned {
+            dir: dir.to_path_buf(),
+            ports: take(&mut ebpf, "PORTS")?,
+            v4: take(&mut ebpf, "V4_ADDRS")?,
+            v6: take(&mut ebpf, "V6_ADDRS")?,
+            v4p: take(&mut ebpf, "V4_PREFIXES")?,
+            v6p: take(&mut ebpf, "V6_PREFIXES")?,
+            stats: take(&mut ebpf, "STATS")?,
+            rate: take(&mut ebpf, "RATE")?,
+            ebpf,
+            program_loaded: false,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn link_dir(&self) -> PathBuf {
+        self.dir.join("links")
+    }
+
+    pub fn link_path(&self, ifname: &str) -> PathBuf {
+        self.link_dir().join(ifname)
+    }
+
+    /// The XDP program, loaded (verified) on first use.
+    pub fn program(&mut self) -> Result<&mut Xdp> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| anyhow!("the XDP object has no program {PROGRAM_NAME}"))?
+            .try_into()
+            .context("program portguard is not an XDP program")?;
+        if !self.program_loaded {
+            prog.load().context("loading the XDP program (verifier)")?;
+            self.program_loaded = true;
+        }
+        Ok(prog)
+    }
+
+    /// The EVENTS ring buffer map (can be taken once per `Pinned`).
+    pub fn take_events(&mut self) -> Result<Map> {
+        self.ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| anyhow!("the EVENTS map was already taken"))
+    }
+
+    pub fn config(&self, ifindex: u32) -> Result<Option<PortConfig>> {
+        match self.ports.get(&ifindex, 0) {
+            Ok(c) => Ok(Some(c)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e).context("reading PORTS"),
+        }
+    }
+
+    /// Sets the binding of `ifindex` to exactly `b`; returns the previous one.
+    pub fn bind(&mut self, ifindex: u32, ifname: &str, b: &Binding) -> Result<Option<Binding>> {
+        let old = self.config(ifindex)?;
+        let previous = match &old {
+            Some(c) if c.flags & flags::BOUND != 0 => Some(self.binding_of(c)?),
+            _ => None,
+        };
+        let generation = match &old {
+            Some(c) => next_generation(c.generation),
+            None => 1,
+        };
+        // Anything not of the live generation is garbage (e.g. an interrupted bind):
+        // clear it so it cannot become visible when we flip to `generation`.
+        let live = old.as_ref().filter(|c| c.flags & flags::BOUND != 0).map(|c| c.generation);
+        self.delete_addresses(ifindex, |g| Some(g) != live)?;
+
+        for net in &b.ips {
+            self.insert_net(ifindex, generation, net)?;
+        }
+
+        let mut cfg = b.port_config(ifindex, ifname);
+        cfg.generation = generation;
+        match &old {
+            Some(c) => {
+                cfg.slot = c.slot;
+                cfg.attach_mode = c.attach_mode;
+            }
+            None => cfg.slot = self.new_slot()?,
+        }
+        self.ports
+            .insert(ifindex, cfg, 0)
+            .context("updating PORTS (the binding flip)")?;
+        // The data path now only sees `generation`; drop the rest.
+        self.delete_addresses(ifindex, |g| g != generation)?;
+        Ok(previous)
+    }
+
+    /// Removes the binding; an attached port stays fail-closed (`unbound_port`).
+    pub fn unbind(&mut self, ifindex: u32) -> Result<Option<Binding>> {
+        let Some(old) = self.config(ifindex)? else {
+            return Ok(None);
+        };
+        let previous = if old.flags & flags::BOUND != 0 {
+            Some(self.binding_of(&old)?)
+        } else {
+            None
+        };
+        if old.attach_mode != 0 {
+            let rec = attach_only_record(ifindex, &str_from_fixed(&old.ifname), old.slot, old.attach_mode);
+            self.ports.insert(ifindex, rec, 0).context("updating PORTS")?;
+        } else {
+            self.ports.remove(&ifindex).context("removing from PORTS")?;
+        }
+        self.delete_addresses(ifindex, |_| true)?;
+        Ok(previous)
+    }
+
+    /// Records that `ifindex` is attached (creating an unbound, fail-closed record if needed).
+    pub fn mark_attached(&mut self, ifindex: u32, ifname: &str, mode: u8) -> Result<bool> {
+        match self.config(ifindex)? {
+            Some(mut c) => {
+                c.attach_mode = mode;
+                c.ifname = fixed_str(ifname);
+                self.ports.insert(ifindex, c, 0).context("updating PORTS")?;
+                Ok(false)
+            }
+            None => {
+                let slot = self.new_slot()?;
+                let rec = attach_only_record(ifindex, ifname, slot, mode);
+                self.ports.insert(ifindex, rec, 0).context("updating PORTS")?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Records that `ifindex` is no longer attached; drops the record if it holds no binding.
+    pub fn mark_detached(&mut self, ifindex: u32) -> Result<()> {
+        if let Some(mut c) = self.config(ifindex)? {
+            if c.flags & flags::BOUND == 0 {
+                self.ports.remove(&ifindex).context("removing from PORTS")?;
+            } else {
+                c.attach_mode = 0;
+                self.ports.insert(ifindex, c, 0).context("updating PORTS")?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn port(&self, ifindex: u32) -> Result<Option<PortInfo>> {
+        match self.config(ifindex)? {
+            Some(c) => Ok(Some(self.info(&c)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every port with a record, sorted by interface name.
+    pub fn ports(&self) -> Result<Vec<PortInfo>> {
+        let mut out = Vec::new();
+        for item in self.ports.iter() {
+            let (_, c) = item.context("iterating PORTS")?;
+            out.push(self.info(&c)?);
+        }
+        out.sort_by(|a, b| a.ifname.cmp(&b.ifname).then(a.ifindex.cmp(&b.ifindex)));
+        Ok(out)
+    }
+
+    /// The port's counters summed over CPUs (zero when it has no record).
+    pub fn counters(&self, ifindex: u32) -> Result<PortStats> {
+        match self.config(ifindex)? {
+            Some(c) => self.slot_counters(c.slot),
+            None => Ok(PortStats::ZERO),
+        }
+    }
+
+    /// Counters of a slot (0 = frames on interfaces with no record).
+    pub fn slot_counters(&self, slot: u32) -> Result<PortStats> {
+        let per_cpu = self.stats.get(&slot, 0).context("reading STATS")?;
+        let mut sum = PortStats::ZERO;
+        for s in per_cpu.iter() {
+            add_stats(&mut sum, s);
+        }
+        Ok(sum)
+    }
+
+    fn info(&self, c: &PortConfig) -> Result<PortInfo> {
+        let binding = if c.flags & flags::BOUND != 0 {
+            Some(self.binding_of(c)?)
+        } else {
+            None
+        };
+        Ok(PortInfo {
+            ifindex: c.ifindex,
+            ifname: str_from_fixed(&c.ifname),
+            tenant: str_from_fixed(&c.tenant),
+            binding,
+            attach_mode: c.attach_mode,
+            slot: c.slot,
+            generation: c.generation,
+        })
+    }
+
+    fn binding_of(&self, c: &PortConfig) -> Result<Binding> {
+        let mut ips = Vec::new();
+        for k in self.v4.keys() {
+            let k = k.context("iterating V4_ADDRS")?;
+            if k.ifindex == c.ifindex && k.generation == c.generation {
+                ips.push(IpNet {
+                    addr: IpAddr::from(k.addr),
+                    len: 32,
+                });
+            }
+        }
+        for k in self.v6.keys() {
+            let k = k.context("iterating V6_ADDRS")?;
+            if k.ifindex == c.ifindex && k.generation == c.generation {
+                ips.push(IpNet {
+                    addr: IpAddr::from(k.addr),
+                    len: 128,
+                });
+            }
+        }
+        for k in self.v4p.keys() {
+            let k = k.context("iterating V4_PREFIXES")?;
+            let d = k.data();
+            if d.ifindex == c.ifindex && d.generation == c.generation {
+                ips.push(IpNet {
+                    addr: IpAddr::from(d.addr),
+                    len: (k.prefix_len() - LPM_PORT_BITS) as u8,
+                });
+            }
+        }
+        for k in self.v6p.keys() {
+            let k = k.context("iterating V6_PREFIXES")?;
+            let d = k.data();
+            if d.ifindex == c.ifindex && d.generation == c.generation {
+                ips.push(IpNet {
+                    addr: IpAddr::from(d.addr),
+                    len: (k.prefix_len() - LPM_PORT_BITS) as u8,
+                });
+            }
+        }
+        Ok(Binding::from_config(c, ips))
+    }
+
+    fn insert_net(&mut self, ifindex: u32, generation: u32, net: &IpNet) -> Result<()> {
+        match net.addr {
+            IpAddr::V4(a) => {
+                let key = V4Key {
+                    ifindex,
+                    generation,
+                    addr: a.octets(),
+                };
+                if net.is_host() {
+                    self.v4.insert(key, 1, 0)
+                } else {
+                    self.v4p
+                        .insert(&Key::new(LPM_PORT_BITS + net.len as u32, key), 1, 0)
+                }
+            }
+            IpAddr::V6(a) => {
+                let key = V6Key {
+                    ifindex,
+                    generation,
+                    addr: a.octets(),
+                };
+                if net.is_host() {
+                    self.v6.insert(key, 1, 0)
+                } else {
+                    self.v6p
+                        .insert(&Key::new(LPM_PORT_BITS + net.len as u32, key), 1, 0)
+                }
+            }
+        }
+        .with_context(|| format!("inserting {net} (address maps full?)"))
+    }
+
+    /// Deletes the address entries of `ifindex` whose generation matches `which`.
+    fn delete_addresses(&mut self, ifindex: u32, which: impl Fn(u32) -> bool) -> Result<()> {
+        let v4: Vec<V4Key> = self
+            .v4
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| k.ifindex == ifindex && which(k.generation))
+            .collect();
+        for k in v4 {
+            ignore_missing(self.v4.remove(&k)).context("deleting from V4_ADDRS")?;
+        }
+        let v6: Vec<V6Key> = self
+            .v6
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| k.ifindex == ifindex && which(k.generation))
+            .collect();
+        for k in v6 {
+            ignore_missing(self.v6.remove(&k)).context("deleting from V6_ADDRS")?;
+        }
+        let v4p: Vec<Key<V4Key>> = self
+            .v4p
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| k.data().ifindex == ifindex && which(k.data().generation))
+            .collect();
+        for k in v4p {
+            ignore_missing(self.v4p.remove(&k)).context("deleting from V4_PREFIXES")?;
+        }
+        let v6p: Vec<Key<V6Key>> = self
+            .v6p
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| k.data().ifindex == ifindex && which(k.data().generation))
+            .collect();
+        for k in v6p {
+            ignore_missing(self.v6p.remove(&k)).context("deleting from V6_PREFIXES")?;
+        }
+        Ok(())
+    }
+
+    /// Lowest slot no port record uses; its counters and buckets are reset.
+    fn new_slot(&mut self) -> Result<u32> {
+        let mut used = BTreeSet::new();
+        for item in self.ports.iter() {
+            let (_, c) = item.context("iterating PORTS")?;
+            used.insert(c.slot);
+        }
+        let slot = (1..MAX_PORTS)
+            .find(|s| !used.contains(s))
+            .ok_or_else(|| anyhow!("all {} port slots are in use", MAX_PORTS - 1))?;
+        let n = aya::util::nr_cpus().map_err(|(m, e)| anyhow!("{m}: {e}"))?;
+        let zeros = PerCpuValues::try_from(vec![PortStats::ZERO; n])
+            .map_err(|e| anyhow!("building per-CPU zero values: {e}"))?;
+        self.stats
+            .set(slot, zeros, 0)
+            .context("resetting STATS slot")?;
+        self.rate
+            .set(slot, RateState::default(), 0)
+            .context("resetting RATE slot")?;
+        Ok(slot)
+    }
+}
+
+fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
+    match r {
+        Err(MapError::KeyNotFound) => Ok(()),
+        other => other,
+    }
+}
+
+fn next_generation(g: u32) -> u32 {
+    match g.wrapping_add(1) {
+        0 => 1,
+        n => n,
+    }
+}
+
+fn attach_only_record(ifindex: u32, ifname: &str, slot: u32, mode: u8) -> PortConfig {
+    PortConfig {
+        mac: [0; 6],
+        flags: 0,
+        generation: 0,
+        ifindex,
+        eui64_ll: [0; 16],
+        bcast: filter_common::RateCfg::DISABLED,
+        mcast: filter_common::RateCfg::DISABLED,
+        arp: filter_common::RateCfg::DISABLED,
+        events: crate::binding::DEFAULT_EVENTS.cfg(),
+        ethertypes: [0; filter_common::MAX_ETHERTYPES],
+        vlans: [0; filter_common::MAX_VLANS],
+        n_ethertypes: 0,
+        n_vlans: 0,
+        attach_mode: mode,
+        _pad: 0,
+        slot,
+        tenant: [0; 32],
+        ifname: fixed_str(ifname),
+    }
+}
+
+pub fn add_stats(sum: &mut PortStats, s: &PortStats) {
+    let PortStats {
+        passed,
+        dropped,
+        would_drop,
+        sampled_out,
+        events_lost,
+    } = s;
+    sum.passed.packets += passed.packets;
+    sum.passed.bytes += passed.bytes;
+    for (d, s) in sum.dropped.iter_mut().zip(dropped) {
+        d.packets += s.packets;
+        d.bytes += s.bytes;
+    }
+    for (d, s) in sum.would_drop.iter_mut().zip(would_drop) {
+        d.packets += s.packets;
+        d.bytes += s.bytes;
+    }
+    sum.sampled_out += sampled_out;
+    sum.events_lost += events_lost;
+}
+
+/// Refuses pinned maps written by a build with another layout.
+fn check_layout(maps_dir: &Path) -> Result<()> {
+    let meta = maps_dir.join("META");
+    if !meta.exists() {
+        return Ok(());
+    }
+    let data = MapData::from_pin(&meta)
+        .with_context(|| format!("cannot open pinned map {}", meta.display()))?;
+    let arr: Array<MapData, u32> = Array::try_from(Map::Array(data))
+        .with_context(|| format!("{} is not an array map", meta.display()))?;
+    let version = arr.get(&0, 0).context("reading META")?;
+    if version != 0 && version != LAYOUT_VERSION {
+        bail!(
+            "pinned maps in {} use layout v{version} but this portguard uses v{LAYOUT_VERSION}; \
+             refusing to reuse them. Migrate: save the bindings (`show --json`), detach every \
+             port with the old portguard, remove {}, then attach and bind with this one",
+            maps_dir.display(),
+            maps_dir.parent().unwrap_or(maps_dir).display()
+        );
+    }
+    Ok(())
+}
+
+/// Removes a whole pin directory (detaching every pinned link in it).
+pub fn remove_pin_dir(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
+    }
+}
