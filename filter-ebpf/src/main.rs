@@ -13,6 +13,7 @@ mod ipv4;
 mod ipv6;
 mod limits;
 mod maps;
+mod noop;
 mod pkt;
 mod policy;
 

@@ -4,9 +4,14 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
+mod apply;
 mod attach;
+mod audit;
 mod bind;
+mod daemon;
 mod detach;
+mod events;
+mod metrics;
 mod show;
 mod stats;
 mod unbind;
@@ -41,6 +46,16 @@ pub enum Command {
     Show(show::Args),
     /// Show counters per port and reason.
     Stats(stats::Args),
+    /// Read sampled drop events (human, JSON lines or pcap).
+    Events(events::Args),
+    /// Serve Prometheus metrics.
+    Metrics(metrics::Args),
+    /// Read the audit log of changes.
+    Audit(audit::Args),
+    /// Make the kernel state equal a declarative state file.
+    Apply(apply::Args),
+    /// Run as a daemon: apply a config, re-apply on change/SIGHUP, serve metrics, log events.
+    Daemon(daemon::Args),
 }
 
 pub fn run() -> Result<()> {
@@ -52,6 +67,11 @@ pub fn run() -> Result<()> {
         Command::Unbind(a) => unbind::run(&cli.pin_dir, a),
         Command::Show(a) => show::run(&cli.pin_dir, a),
         Command::Stats(a) => stats::run(&cli.pin_dir, a),
+        Command::Events(a) => events::run(&cli.pin_dir, a),
+        Command::Metrics(a) => metrics::run(&cli.pin_dir, a),
+        Command::Audit(a) => audit::run(&cli.pin_dir, a),
+        Command::Apply(a) => apply::run(&cli.pin_dir, a),
+        Command::Daemon(a) => daemon::run(&cli.pin_dir, a),
     }
 }
 

@@ -1,0 +1,11 @@
+//! `portguard apply` (being implemented).
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_pin_dir: &Path, _a: Args) -> Result<()> {
+    bail!("portguard apply is not implemented yet")
+}
