@@ -28,7 +28,9 @@ impl std::str::FromStr for RequestedMode {
             "auto" => Ok(RequestedMode::Auto),
             "native" => Ok(RequestedMode::Native),
             "generic" => Ok(RequestedMode::Generic),
-            o => Err(format!("invalid mode {o:?}: expected auto, native or generic")),
+            o => Err(format!(
+                "invalid mode {o:?}: expected auto, native or generic"
+            )),
         }
     }
 }
@@ -52,7 +54,15 @@ pub fn attach(p: &mut Pinned, ifname: &str, want: RequestedMode) -> Result<Attac
 
     // Fail closed from the first frame: the port record exists before the program runs.
     let existing_mode = p.config(ifindex)?.map(|c| c.attach_mode).unwrap_or(0);
-    let created = p.mark_attached(ifindex, ifname, if existing_mode != 0 { existing_mode } else { ATTACH_NATIVE })?;
+    let created = p.mark_attached(
+        ifindex,
+        ifname,
+        if existing_mode != 0 {
+            existing_mode
+        } else {
+            ATTACH_NATIVE
+        },
+    )?;
 
     let result = (|| -> Result<Attached> {
         if link_path.exists() {
@@ -76,7 +86,9 @@ pub fn attach(p: &mut Pinned, ifname: &str, want: RequestedMode) -> Result<Attac
                 Ok(id) => (id, ATTACH_NATIVE, None),
                 Err(e) => (
                     prog.attach_to_if_index(ifindex, XdpMode::Skb)
-                        .with_context(|| format!("attaching to {ifname} (native failed: {e}; generic too)"))?,
+                        .with_context(|| {
+                            format!("attaching to {ifname} (native failed: {e}; generic too)")
+                        })?,
                     ATTACH_GENERIC,
                     Some(e.to_string()),
                 ),
@@ -151,15 +163,16 @@ pub fn detach(p: &mut Pinned, ifname: &str) -> Result<bool> {
             .map(|i| i.ifindex),
     };
     if !link_path.exists() {
-        bail!("{ifname} is not attached (no link pinned at {})", link_path.display());
+        bail!(
+            "{ifname} is not attached (no link pinned at {})",
+            link_path.display()
+        );
     }
     fs::remove_file(&link_path)
         .with_context(|| format!("removing link pin {}", link_path.display()))?;
     if let Some(ifindex) = ifindex {
         p.mark_detached(ifindex)?;
     }
-    let remaining = fs::read_dir(p.link_dir())
-        .map(|d| d.count())
-        .unwrap_or(0);
+    let remaining = fs::read_dir(p.link_dir()).map(|d| d.count()).unwrap_or(0);
     Ok(remaining == 0)
 }

@@ -38,7 +38,11 @@ pub fn name(index: u32) -> Option<String> {
         return None;
     }
     // SAFETY: if_indextoname NUL-terminates on success.
-    Some(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 /// The link-layer type (ARPHRD_*) of an interface.
@@ -48,7 +52,10 @@ pub fn link_type(name: &str) -> Result<u16, IfaceError> {
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
-            return Err(IfaceError::Query(name.into(), std::io::Error::last_os_error()));
+            return Err(IfaceError::Query(
+                name.into(),
+                std::io::Error::last_os_error(),
+            ));
         }
         let mut ifr: libc::ifreq = std::mem::zeroed();
         for (d, s) in ifr.ifr_name.iter_mut().zip(name.as_bytes()) {

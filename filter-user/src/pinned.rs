@@ -19,13 +19,14 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{
+        lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues,
+    },
     programs::Xdp,
     Ebpf, EbpfLoader,
 };
 use filter_common::{
-    flags, PortConfig, PortStats, RateState, V4Key, V6Key, LAYOUT_VERSION, LPM_PORT_BITS,
-    MAX_PORTS,
+    flags, PortConfig, PortStats, RateState, V4Key, V6Key, LAYOUT_VERSION, LPM_PORT_BITS, MAX_PORTS,
 };
 
 use crate::{
@@ -86,7 +87,12 @@ impl Pinned {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&maps_dir)
             .load(EBPF_OBJECT)
-            .with_context(|| format!("cannot create or open the maps under {}", maps_dir.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot create or open the maps under {}",
+                    maps_dir.display()
+                )
+            })?;
 
         let mut meta: Array<MapData, u32> = take(&mut ebpf, "META")?;
         let version = meta.get(&0, 0).context("reading META")?;
@@ -162,7 +168,10 @@ impl Pinned {
         };
         // Anything not of the live generation is garbage (e.g. an interrupted bind):
         // clear it so it cannot become visible when we flip to `generation`.
-        let live = old.as_ref().filter(|c| c.flags & flags::BOUND != 0).map(|c| c.generation);
+        let live = old
+            .as_ref()
+            .filter(|c| c.flags & flags::BOUND != 0)
+            .map(|c| c.generation);
         self.delete_addresses(ifindex, |g| Some(g) != live)?;
 
         for net in &b.ips {
@@ -197,8 +206,15 @@ impl Pinned {
             None
         };
         if old.attach_mode != 0 {
-            let rec = attach_only_record(ifindex, &str_from_fixed(&old.ifname), old.slot, old.attach_mode);
-            self.ports.insert(ifindex, rec, 0).context("updating PORTS")?;
+            let rec = attach_only_record(
+                ifindex,
+                &str_from_fixed(&old.ifname),
+                old.slot,
+                old.attach_mode,
+            );
+            self.ports
+                .insert(ifindex, rec, 0)
+                .context("updating PORTS")?;
         } else {
             self.ports.remove(&ifindex).context("removing from PORTS")?;
         }
@@ -218,7 +234,9 @@ impl Pinned {
             None => {
                 let slot = self.new_slot()?;
                 let rec = attach_only_record(ifindex, ifname, slot, mode);
-                self.ports.insert(ifindex, rec, 0).context("updating PORTS")?;
+                self.ports
+                    .insert(ifindex, rec, 0)
+                    .context("updating PORTS")?;
                 Ok(true)
             }
         }

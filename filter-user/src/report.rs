@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     binding::attach_mode_name,
-    pinned::{PortInfo, Pinned},
+    pinned::{Pinned, PortInfo},
 };
 
 pub fn counter(packets: u64, bytes: u64) -> Value {

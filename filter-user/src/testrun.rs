@@ -26,7 +26,12 @@ pub fn run_frame(prog: &Xdp, ifindex: u32, frame: &[u8]) -> Result<u32> {
 }
 
 /// Runs one frame `repeat` times; returns (action, average duration per run).
-pub fn time_frame(prog: &Xdp, ifindex: u32, frame: &[u8], repeat: u32) -> Result<(u32, std::time::Duration)> {
+pub fn time_frame(
+    prog: &Xdp,
+    ifindex: u32,
+    frame: &[u8],
+    repeat: u32,
+) -> Result<(u32, std::time::Duration)> {
     let ctx = xdp_md(ifindex, frame.len());
     let r = prog
         .test_run(TestRunOptions {

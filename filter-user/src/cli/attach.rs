@@ -1,5 +1,3 @@
-use std::path::Path;
-
 use anyhow::Result;
 use portguard::{
     attach::{attach, RequestedMode},
@@ -17,23 +15,33 @@ pub struct Args {
     pub mode: RequestedMode,
 }
 
-pub fn run(pin_dir: &Path, a: Args) -> Result<()> {
+pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
+    let pin_dir = ctx.pin_dir.as_path();
     super::require_root()?;
     iface::ethernet_port(&a.iface)?;
     let mut p = Pinned::open(pin_dir)?;
     let r = attach(&mut p, &a.iface, a.mode)?;
     let mode = attach_mode_name(r.mode).unwrap_or("?");
-    let bound = p.config(r.ifindex)?.map(|c| c.flags & filter_common::flags::BOUND != 0).unwrap_or(false);
+    let bound = p
+        .config(r.ifindex)?
+        .map(|c| c.flags & filter_common::flags::BOUND != 0)
+        .unwrap_or(false);
     if r.replaced {
         println!("{}: program replaced in place ({mode} mode)", a.iface);
     } else {
         match &r.fallback_reason {
-            Some(why) => println!("{}: attached in generic mode (native unavailable: {why})", a.iface),
+            Some(why) => println!(
+                "{}: attached in generic mode (native unavailable: {why})",
+                a.iface
+            ),
             None => println!("{}: attached in {mode} mode", a.iface),
         }
     }
     if !bound {
-        println!("{}: no binding yet: every frame is dropped (unbound_port) until `portguard bind {}`", a.iface, a.iface);
+        println!(
+            "{}: no binding yet: every frame is dropped (unbound_port) until `portguard bind {}`",
+            a.iface, a.iface
+        );
     }
     Ok(())
 }

@@ -1,5 +1,3 @@
-use std::path::Path;
-
 use anyhow::{Context, Result};
 use portguard::{
     binding::{Binding, Limit, Mode, DEFAULT_ARP, DEFAULT_BROADCAST, DEFAULT_MULTICAST},
@@ -94,7 +92,8 @@ impl Args {
     }
 }
 
-pub fn run(pin_dir: &Path, a: Args) -> Result<()> {
+pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
+    let pin_dir = ctx.pin_dir.as_path();
     let b = a.binding()?;
     super::require_root()?;
     let ifindex = iface::ethernet_port(&a.iface)?;
@@ -113,8 +112,16 @@ pub fn run(pin_dir: &Path, a: Args) -> Result<()> {
         a.iface,
         b.mac,
         ips.join(", "),
-        if b.tenant.is_empty() { String::new() } else { format!(" tenant {}", b.tenant) },
-        if b.mode == Mode::Monitor { " (monitor mode)" } else { "" }
+        if b.tenant.is_empty() {
+            String::new()
+        } else {
+            format!(" tenant {}", b.tenant)
+        },
+        if b.mode == Mode::Monitor {
+            " (monitor mode)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

@@ -1,17 +1,23 @@
-use std::path::Path;
-
 use anyhow::Result;
-use portguard::{attach::detach, pinned::{remove_pin_dir, Pinned}};
+use portguard::{
+    attach::detach,
+    pinned::{remove_pin_dir, Pinned},
+};
 
 #[derive(clap::Args)]
 pub struct Args {
     pub iface: String,
 }
 
-pub fn run(pin_dir: &Path, a: Args) -> Result<()> {
+pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
+    let pin_dir = ctx.pin_dir.as_path();
     super::require_root()?;
     if !pin_dir.join("links").join(&a.iface).exists() {
-        anyhow::bail!("{} is not attached (nothing pinned in {})", a.iface, pin_dir.display());
+        anyhow::bail!(
+            "{} is not attached (nothing pinned in {})",
+            a.iface,
+            pin_dir.display()
+        );
     }
     let mut p = Pinned::open(pin_dir)?;
     let last = detach(&mut p, &a.iface)?;

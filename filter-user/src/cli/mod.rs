@@ -28,6 +28,15 @@ pub struct Cli {
     #[arg(long, global = true, env = "PORTGUARD_PIN_DIR", default_value = portguard::pinned::DEFAULT_PIN_DIR)]
     pub pin_dir: PathBuf,
 
+    /// Append-only JSON-lines log of every change (attach, detach, bind, unbind, apply).
+    #[arg(
+        long,
+        global = true,
+        env = "PORTGUARD_AUDIT_LOG",
+        default_value = "/var/log/portguard/audit.jsonl"
+    )]
+    pub audit_log: PathBuf,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -58,20 +67,30 @@ pub enum Command {
     Daemon(daemon::Args),
 }
 
+/// What every subcommand gets besides its own arguments.
+pub struct Ctx {
+    pub pin_dir: PathBuf,
+    pub audit_log: PathBuf,
+}
+
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
+    let ctx = Ctx {
+        pin_dir: cli.pin_dir,
+        audit_log: cli.audit_log,
+    };
     match cli.command {
-        Command::Attach(a) => attach::run(&cli.pin_dir, a),
-        Command::Detach(a) => detach::run(&cli.pin_dir, a),
-        Command::Bind(a) => bind::run(&cli.pin_dir, a),
-        Command::Unbind(a) => unbind::run(&cli.pin_dir, a),
-        Command::Show(a) => show::run(&cli.pin_dir, a),
-        Command::Stats(a) => stats::run(&cli.pin_dir, a),
-        Command::Events(a) => events::run(&cli.pin_dir, a),
-        Command::Metrics(a) => metrics::run(&cli.pin_dir, a),
-        Command::Audit(a) => audit::run(&cli.pin_dir, a),
-        Command::Apply(a) => apply::run(&cli.pin_dir, a),
-        Command::Daemon(a) => daemon::run(&cli.pin_dir, a),
+        Command::Attach(a) => attach::run(&ctx, a),
+        Command::Detach(a) => detach::run(&ctx, a),
+        Command::Bind(a) => bind::run(&ctx, a),
+        Command::Unbind(a) => unbind::run(&ctx, a),
+        Command::Show(a) => show::run(&ctx, a),
+        Command::Stats(a) => stats::run(&ctx, a),
+        Command::Events(a) => events::run(&ctx, a),
+        Command::Metrics(a) => metrics::run(&ctx, a),
+        Command::Audit(a) => audit::run(&ctx, a),
+        Command::Apply(a) => apply::run(&ctx, a),
+        Command::Daemon(a) => daemon::run(&ctx, a),
     }
 }
 

@@ -1,5 +1,3 @@
-use std::path::Path;
-
 use anyhow::{bail, Result};
 use portguard::{binding::attach_mode_name, pinned::Pinned, report};
 
@@ -10,7 +8,8 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(pin_dir: &Path, a: Args) -> Result<()> {
+pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
+    let pin_dir = ctx.pin_dir.as_path();
     super::require_root()?;
     let ports = if pin_dir.join("maps").exists() {
         let p = Pinned::open(pin_dir)?;
@@ -38,10 +37,19 @@ pub fn run(pin_dir: &Path, a: Args) -> Result<()> {
             let (mac, ips, limits, extra) = match &i.binding {
                 Some(b) => (
                     b.mac.to_string(),
-                    b.ips.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+                    b.ips
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     format!(
                         "b{}/{} m{}/{} a{}/{}",
-                        b.broadcast.pps, b.broadcast.burst, b.multicast.pps, b.multicast.burst, b.arp.pps, b.arp.burst
+                        b.broadcast.pps,
+                        b.broadcast.burst,
+                        b.multicast.pps,
+                        b.multicast.burst,
+                        b.arp.pps,
+                        b.arp.burst
                     ),
                     {
                         let mut x = Vec::new();
@@ -62,7 +70,11 @@ pub fn run(pin_dir: &Path, a: Args) -> Result<()> {
             vec![
                 i.ifname.clone(),
                 i.ifindex.to_string(),
-                if i.tenant.is_empty() { "-".into() } else { i.tenant.clone() },
+                if i.tenant.is_empty() {
+                    "-".into()
+                } else {
+                    i.tenant.clone()
+                },
                 mac,
                 ips,
                 report::mode_name(i).to_string(),
@@ -75,7 +87,17 @@ pub fn run(pin_dir: &Path, a: Args) -> Result<()> {
     print!(
         "{}",
         report::table(
-            &["IFACE", "IFINDEX", "TENANT", "MAC", "IPS", "MODE", "ATTACHED", "LIMITS(pps/burst)", "ALLOW"],
+            &[
+                "IFACE",
+                "IFINDEX",
+                "TENANT",
+                "MAC",
+                "IPS",
+                "MODE",
+                "ATTACHED",
+                "LIMITS(pps/burst)",
+                "ALLOW"
+            ],
             &rows
         )
     );

@@ -1,8 +1,15 @@
-use std::{collections::HashMap, path::Path, thread, time::{Duration, Instant}};
+use std::{
+    collections::HashMap,
+    thread,
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, Result};
 use filter_common::{PortStats, Reason};
-use portguard::{pinned::{PortInfo, Pinned}, report};
+use portguard::{
+    pinned::{Pinned, PortInfo},
+    report,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,7 +22,9 @@ pub struct Args {
 }
 
 fn total_dropped(s: &PortStats) -> (u64, u64) {
-    s.dropped.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes))
+    s.dropped
+        .iter()
+        .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes))
 }
 
 fn top_reasons(s: &PortStats) -> String {
@@ -30,7 +39,11 @@ fn top_reasons(s: &PortStats) -> String {
             parts.push(format!("would:{}={}", r.name(), w.packets));
         }
     }
-    if parts.is_empty() { "-".into() } else { parts.join(" ") }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
 }
 
 fn print_table(rows: &[(PortInfo, PortStats)]) {
@@ -40,7 +53,11 @@ fn print_table(rows: &[(PortInfo, PortStats)]) {
             let (dp, db) = total_dropped(s);
             vec![
                 i.ifname.clone(),
-                if i.tenant.is_empty() { "-".into() } else { i.tenant.clone() },
+                if i.tenant.is_empty() {
+                    "-".into()
+                } else {
+                    i.tenant.clone()
+                },
                 report::mode_name(i).to_string(),
                 s.passed.packets.to_string(),
                 s.passed.bytes.to_string(),
@@ -52,11 +69,24 @@ fn print_table(rows: &[(PortInfo, PortStats)]) {
         .collect();
     print!(
         "{}",
-        report::table(&["IFACE", "TENANT", "MODE", "PASS_PKTS", "PASS_BYTES", "DROP_PKTS", "DROP_BYTES", "DROPS BY REASON"], &rows)
+        report::table(
+            &[
+                "IFACE",
+                "TENANT",
+                "MODE",
+                "PASS_PKTS",
+                "PASS_BYTES",
+                "DROP_PKTS",
+                "DROP_BYTES",
+                "DROPS BY REASON"
+            ],
+            &rows
+        )
     );
 }
 
-pub fn run(pin_dir: &Path, a: Args) -> Result<()> {
+pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
+    let pin_dir = ctx.pin_dir.as_path();
     super::require_root()?;
     if let Some(w) = a.watch {
         if !(w > 0.0 && w.is_finite()) {
@@ -130,7 +160,11 @@ pub fn run(pin_dir: &Path, a: Args) -> Result<()> {
                     }
                     vec![
                         i.ifname.clone(),
-                        if i.tenant.is_empty() { "-".into() } else { i.tenant.clone() },
+                        if i.tenant.is_empty() {
+                            "-".into()
+                        } else {
+                            i.tenant.clone()
+                        },
                         format!("{:.1}", rate(s.passed.packets, b.passed.packets)),
                         format!("{:.0}", rate(s.passed.bytes, b.passed.bytes) * 8.0),
                         format!("{:.1}", rate(dp, bp)),
@@ -143,7 +177,19 @@ pub fn run(pin_dir: &Path, a: Args) -> Result<()> {
             println!("--- {} ---", chrono::Local::now().format("%H:%M:%S"));
             print!(
                 "{}",
-                report::table(&["IFACE", "TENANT", "PASS_PPS", "PASS_BPS", "DROP_PPS", "PASS_TOTAL", "DROP_TOTAL", "DROPS/INTERVAL"], &table_rows)
+                report::table(
+                    &[
+                        "IFACE",
+                        "TENANT",
+                        "PASS_PPS",
+                        "PASS_BPS",
+                        "DROP_PPS",
+                        "PASS_TOTAL",
+                        "DROP_TOTAL",
+                        "DROPS/INTERVAL"
+                    ],
+                    &table_rows
+                )
             );
         }
         prev = rows.iter().map(|(i, s)| (i.ifindex, *s)).collect();

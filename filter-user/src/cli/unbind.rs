@@ -1,5 +1,3 @@
-use std::path::Path;
-
 use anyhow::{bail, Result};
 use portguard::{iface, pinned::Pinned};
 
@@ -8,10 +6,15 @@ pub struct Args {
     pub iface: String,
 }
 
-pub fn run(pin_dir: &Path, a: Args) -> Result<()> {
+pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
+    let pin_dir = ctx.pin_dir.as_path();
     super::require_root()?;
     if !pin_dir.join("maps").exists() {
-        bail!("{} is not bound (no state in {})", a.iface, pin_dir.display());
+        bail!(
+            "{} is not bound (no state in {})",
+            a.iface,
+            pin_dir.display()
+        );
     }
     let mut p = Pinned::open(pin_dir)?;
     let ifindex = match iface::index(&a.iface) {
@@ -21,13 +24,19 @@ pub fn run(pin_dir: &Path, a: Args) -> Result<()> {
             None => return Err(e.into()),
         },
     };
-    let attached = p.config(ifindex)?.map(|c| c.attach_mode != 0).unwrap_or(false);
+    let attached = p
+        .config(ifindex)?
+        .map(|c| c.attach_mode != 0)
+        .unwrap_or(false);
     match p.unbind(ifindex)? {
         None => bail!("{} is not bound", a.iface),
         Some(_) => {
             println!("{}: unbound", a.iface);
             if attached {
-                println!("{}: still attached: every frame is now dropped (unbound_port)", a.iface);
+                println!(
+                    "{}: still attached: every frame is now dropped (unbound_port)",
+                    a.iface
+                );
             }
         }
     }
