@@ -134,7 +134,7 @@ impl Pinned {
             .try_into()
             .context("program portguard is not an XDP program")?;
         if !self.program_loaded {
-            prog.load().context("loading the XDP program (verifier)")?;
+            prog.load().map_err(|e| compact_load_error(&e.to_string()))?;
             self.program_loaded = true;
         }
         Ok(prog)
@@ -527,6 +527,30 @@ fn check_layout(maps_dir: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A load failure as one line: the verifier log is long, keep its verdict
+/// (the last lines before the statistics) so the message stays readable.
+fn compact_load_error(msg: &str) -> anyhow::Error {
+    let Some((head, log)) = msg.split_once("Verifier output:") else {
+        return anyhow!("loading the XDP program: {msg}");
+    };
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+                && !l.starts_with("processed ")
+                && !l.starts_with(':')
+        })
+        .collect();
+    let tail = lines[lines.len().saturating_sub(2)..].join(" / ");
+    anyhow!(
+        "loading the XDP program: {} verifier: {tail}",
+        head.trim().trim_end_matches('.')
+    )
 }
 
 /// Removes a whole pin directory (detaching every pinned link in it).
