@@ -38,6 +38,8 @@ use crate::{
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/portguard";
 pub const PROGRAM_NAME: &str = "portguard";
+/// Per-pin-dir change locks (bpffs cannot hold regular files).
+pub const LOCK_DIR: &str = "/run/portguard/locks";
 
 /// One port as recorded in the maps.
 #[derive(Clone, Debug)]
@@ -155,8 +157,35 @@ impl Pinned {
         }
     }
 
+    /// Serializes changes to this pin dir across processes (CLI, apply, daemon):
+    /// two concurrent rebinds of one port would otherwise race on its generation.
+    /// Held until the returned file is dropped.
+    pub fn change_lock(&self) -> Result<fs::File> {
+        let dir = Path::new(LOCK_DIR);
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {LOCK_DIR}"))?;
+        let name: String = self
+            .dir
+            .to_string_lossy()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let path = dir.join(format!("{name}.lock"));
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
+            bail!("cannot lock {}: {}", path.display(), std::io::Error::last_os_error());
+        }
+        Ok(f)
+    }
+
     /// Sets the binding of `ifindex` to exactly `b`; returns the previous one.
     pub fn bind(&mut self, ifindex: u32, ifname: &str, b: &Binding) -> Result<Option<Binding>> {
+        let _lock = self.change_lock()?;
         let old = self.config(ifindex)?;
         let previous = match &old {
             Some(c) if c.flags & flags::BOUND != 0 => Some(self.binding_of(c)?),
@@ -197,6 +226,7 @@ impl Pinned {
 
     /// Removes the binding; an attached port stays fail-closed (`unbound_port`).
     pub fn unbind(&mut self, ifindex: u32) -> Result<Option<Binding>> {
+        let _lock = self.change_lock()?;
         let Some(old) = self.config(ifindex)? else {
             return Ok(None);
         };
@@ -224,6 +254,7 @@ impl Pinned {
 
     /// Records that `ifindex` is attached (creating an unbound, fail-closed record if needed).
     pub fn mark_attached(&mut self, ifindex: u32, ifname: &str, mode: u8) -> Result<bool> {
+        let _lock = self.change_lock()?;
         match self.config(ifindex)? {
             Some(mut c) => {
                 c.attach_mode = mode;
@@ -244,6 +275,7 @@ impl Pinned {
 
     /// Records that `ifindex` is no longer attached; drops the record if it holds no binding.
     pub fn mark_detached(&mut self, ifindex: u32) -> Result<()> {
+        let _lock = self.change_lock()?;
         if let Some(mut c) = self.config(ifindex)? {
             if c.flags & flags::BOUND == 0 {
                 self.ports.remove(&ifindex).context("removing from PORTS")?;
