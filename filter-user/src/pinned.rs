@@ -159,7 +159,9 @@ impl Pinned {
 
     /// Serializes changes to this pin dir across processes (CLI, apply, daemon):
     /// two concurrent rebinds of one port would otherwise race on its generation.
-    /// Held until the returned file is dropped.
+    /// Held until the returned file is dropped. `bind`, `unbind` and `mark_*`
+    /// take it themselves: do not hold it while calling them (flock is per open
+    /// file, so a second acquisition in the same process would deadlock).
     pub fn change_lock(&self) -> Result<fs::File> {
         let dir = Path::new(LOCK_DIR);
         fs::create_dir_all(dir).with_context(|| format!("cannot create {LOCK_DIR}"))?;
