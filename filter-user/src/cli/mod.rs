@@ -74,7 +74,28 @@ pub struct Ctx {
 }
 
 pub fn run() -> Result<()> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            // One line, like every other error: clap's message without usage and hints.
+            let text = e.to_string();
+            let body = text.split("\n\nUsage").next().unwrap_or("invalid arguments");
+            let body = body.split("\n\n  tip:").next().unwrap_or(body);
+            let body = body.split("For more information").next().unwrap_or(body);
+            let line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("portguard: error: {}", line.trim_start_matches("error: "));
+            std::process::exit(2);
+        }
+    };
     let ctx = Ctx {
         pin_dir: cli.pin_dir,
         audit_log: cli.audit_log,
