@@ -2,13 +2,19 @@
 //! The `portguard` binary (src/main.rs, src/cli/) is a thin layer over this.
 
 pub mod attach;
+pub mod audit;
 pub mod binding;
 pub mod bpffs;
+pub mod daemon;
+pub mod events;
 pub mod iface;
+pub mod metrics;
 pub mod model;
 pub mod parse;
+pub mod pcap;
 pub mod pinned;
 pub mod report;
+pub mod state;
 pub mod testrun;
 
 pub use filter_common::{Reason, N_REASONS};

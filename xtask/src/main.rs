@@ -1,1 +1,100 @@
-fn main() {}
+//! `cargo xtask`: setup, build, test, demo, fuzz and bench for portguard.
+mod build;
+mod demo;
+mod setup;
+mod test;
+mod util;
+
+use std::{ffi::OsString, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::setup::Privilege;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "portguard development tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need (nightly rust-src, bpf-linker,
+    /// Debian tools, bpffs); idempotent, silent when all is present.
+    Setup,
+    /// Build portguard (with its XDP object) and the test binaries.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run the workspace tests (as root), clippy and rustfmt; non-zero on any failure.
+    Test,
+    /// Show portguard stopping spoofing and storms between throwaway network namespaces.
+    Demo {
+        /// Control run: the same traffic without portguard (every attack should then get through).
+        #[arg(long)]
+        no_portguard: bool,
+    },
+    /// Differential fuzzing of the XDP program against the reference model.
+    Fuzz {
+        #[arg(long)]
+        frames: Option<u64>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Further arguments for the fuzz binary.
+        #[arg(last = true)]
+        rest: Vec<OsString>,
+    },
+    /// Data-path benchmarks.
+    Bench {
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, value_name = "FILE")]
+        json: Option<OsString>,
+        /// Further arguments for the bench binary.
+        #[arg(last = true)]
+        rest: Vec<OsString>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Setup => setup::run(Privilege::Require).map(|()| ExitCode::SUCCESS),
+        Cmd::Build { release } => {
+            build::run(release, Privilege::Optional).map(|()| ExitCode::SUCCESS)
+        }
+        Cmd::Test => test::run(),
+        Cmd::Demo { no_portguard } => demo::run(!no_portguard),
+        Cmd::Fuzz { frames, seed, rest } => {
+            let mut args: Vec<OsString> = Vec::new();
+            if let Some(n) = frames {
+                args.extend(["--frames".into(), n.to_string().into()]);
+            }
+            if let Some(s) = seed {
+                args.extend(["--seed".into(), s.to_string().into()]);
+            }
+            args.extend(rest);
+            build::forward("fuzz", args)
+        }
+        Cmd::Bench { quick, json, rest } => {
+            let mut args: Vec<OsString> = Vec::new();
+            if quick {
+                args.push("--quick".into());
+            }
+            if let Some(f) = json {
+                args.extend(["--json".into(), f]);
+            }
+            args.extend(rest);
+            build::forward("bench", args)
+        }
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

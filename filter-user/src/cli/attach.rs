@@ -1,6 +1,7 @@
 use anyhow::Result;
 use portguard::{
     attach::{attach, RequestedMode},
+    audit::{audited, port_json, AuditEntry, AuditLog},
     binding::attach_mode_name,
     iface,
     pinned::Pinned,
@@ -17,31 +18,45 @@ pub struct Args {
 
 pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
     let pin_dir = ctx.pin_dir.as_path();
-    super::require_root()?;
-    iface::ethernet_port(&a.iface)?;
-    let mut p = Pinned::open(pin_dir)?;
-    let r = attach(&mut p, &a.iface, a.mode)?;
-    let mode = attach_mode_name(r.mode).unwrap_or("?");
-    let bound = p
-        .config(r.ifindex)?
-        .map(|c| c.flags & filter_common::flags::BOUND != 0)
-        .unwrap_or(false);
-    if r.replaced {
-        println!("{}: program replaced in place ({mode} mode)", a.iface);
-    } else {
-        match &r.fallback_reason {
-            Some(why) => println!(
-                "{}: attached in generic mode (native unavailable: {why})",
+    let log = AuditLog::new(&ctx.audit_log);
+    let lines = audited(&log, AuditEntry::new("attach", Some(&a.iface)), |e| {
+        super::require_root()?;
+        let ifindex = iface::ethernet_port(&a.iface)?;
+        let mut p = Pinned::open(pin_dir)?;
+        e.before = port_json(&p, ifindex);
+        let r = attach(&mut p, &a.iface, a.mode);
+        e.after = port_json(&p, ifindex);
+        let r = r?;
+        let mode = attach_mode_name(r.mode).unwrap_or("?");
+        let bound = p
+            .config(r.ifindex)?
+            .map(|c| c.flags & filter_common::flags::BOUND != 0)
+            .unwrap_or(false);
+        let mut lines = Vec::new();
+        if r.replaced {
+            lines.push(format!(
+                "{}: program replaced in place ({mode} mode)",
                 a.iface
-            ),
-            None => println!("{}: attached in {mode} mode", a.iface),
+            ));
+        } else {
+            match &r.fallback_reason {
+                Some(why) => lines.push(format!(
+                    "{}: attached in generic mode (native unavailable: {why})",
+                    a.iface
+                )),
+                None => lines.push(format!("{}: attached in {mode} mode", a.iface)),
+            }
         }
-    }
-    if !bound {
-        println!(
-            "{}: no binding yet: every frame is dropped (unbound_port) until `portguard bind {}`",
-            a.iface, a.iface
-        );
+        if !bound {
+            lines.push(format!(
+                "{}: no binding yet: every frame is dropped (unbound_port) until `portguard bind {}`",
+                a.iface, a.iface
+            ));
+        }
+        Ok(lines)
+    })?;
+    for l in lines {
+        println!("{l}");
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 use anyhow::{Context, Result};
 use portguard::{
+    audit::{audited, port_json, AuditEntry, AuditLog},
     binding::{Binding, Limit, Mode, DEFAULT_ARP, DEFAULT_BROADCAST, DEFAULT_MULTICAST},
     iface,
     parse::{parse_ethertype, parse_vlan, IpNet, Mac},
@@ -94,34 +95,43 @@ impl Args {
 
 pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
     let pin_dir = ctx.pin_dir.as_path();
-    let b = a.binding()?;
-    super::require_root()?;
-    let ifindex = iface::ethernet_port(&a.iface)?;
-    let mut p = Pinned::open(pin_dir)?;
-    let prev = p
-        .bind(ifindex, &a.iface, &b)
-        .with_context(|| format!("binding {}", a.iface))?;
-    let ips: Vec<String> = b.ips.iter().map(|n| n.to_string()).collect();
-    let verb = match prev {
-        Some(ref old) if *old == b => "unchanged",
-        Some(_) => "rebound",
-        None => "bound",
-    };
-    println!(
-        "{}: {verb} mac {} ips [{}]{}{}",
-        a.iface,
-        b.mac,
-        ips.join(", "),
-        if b.tenant.is_empty() {
-            String::new()
-        } else {
-            format!(" tenant {}", b.tenant)
-        },
-        if b.mode == Mode::Monitor {
-            " (monitor mode)"
-        } else {
-            ""
-        }
-    );
+    let log = AuditLog::new(&ctx.audit_log);
+    // Every attempt is audited, including one rejected for bad input (logged
+    // as failed with before/after null): see docs/observability.md.
+    let msg = audited(&log, AuditEntry::new("bind", Some(&a.iface)), |e| {
+        let b = a.binding()?;
+        super::require_root()?;
+        let ifindex = iface::ethernet_port(&a.iface)?;
+        let mut p = Pinned::open(pin_dir)?;
+        e.before = port_json(&p, ifindex);
+        let r = p
+            .bind(ifindex, &a.iface, &b)
+            .with_context(|| format!("binding {}", a.iface));
+        e.after = port_json(&p, ifindex);
+        let prev = r?;
+        let ips: Vec<String> = b.ips.iter().map(|n| n.to_string()).collect();
+        let verb = match prev {
+            Some(ref old) if *old == b => "unchanged",
+            Some(_) => "rebound",
+            None => "bound",
+        };
+        Ok(format!(
+            "{}: {verb} mac {} ips [{}]{}{}",
+            a.iface,
+            b.mac,
+            ips.join(", "),
+            if b.tenant.is_empty() {
+                String::new()
+            } else {
+                format!(" tenant {}", b.tenant)
+            },
+            if b.mode == Mode::Monitor {
+                " (monitor mode)"
+            } else {
+                ""
+            }
+        ))
+    })?;
+    println!("{msg}");
     Ok(())
 }

@@ -1,0 +1,538 @@
+//! The audit log: one JSON object per line for every change (attach, detach,
+//! bind, unbind, apply), appended and fsync'd before the command reports
+//! success.
+//!
+//! Line format (keys always present unless noted):
+//! ```json
+//! {"ts":"2024-05-01T12:00:00.123456789Z","uid":0,"user":"root",
+//!  "sudo_user":"alice",            // only when SUDO_USER is set
+//!  "command":"bind","iface":"tap0",
+//!  "before":null,"after":{...show --json object...},
+//!  "result":"ok"}                  // or "failed" plus "error":"..."
+//! ```
+use std::{
+    ffi::CStr,
+    fs::{self, DirBuilder, File, OpenOptions},
+    io::{BufRead, BufReader, Write},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    os::unix::io::AsRawFd,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+
+use crate::{pinned::Pinned, report};
+
+/// Default location (also the default of the global `--audit-log` flag).
+pub const DEFAULT_AUDIT_LOG: &str = "/var/log/portguard/audit.jsonl";
+
+/// One change, as the caller knows it. `ts`, `uid`, `user` and `sudo_user`
+/// are filled in by [`AuditLog::record`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEntry {
+    /// attach / detach / bind / unbind / apply.
+    pub command: String,
+    pub iface: Option<String>,
+    /// The port before the change (`report::show_json` shape), `None` = no record.
+    pub before: Option<Value>,
+    /// The port after the change, `None` = no record (or unknown after a failure).
+    pub after: Option<Value>,
+    /// `Err(message)` for a failed change.
+    pub result: Result<(), String>,
+}
+
+impl AuditEntry {
+    pub fn new(command: &str, iface: Option<&str>) -> AuditEntry {
+        AuditEntry {
+            command: command.to_string(),
+            iface: iface.map(str::to_string),
+            before: None,
+            after: None,
+            result: Ok(()),
+        }
+    }
+
+    /// The JSON line (without the trailing newline) with the given identity fields.
+    pub fn to_json(&self, ts: DateTime<Utc>, who: &Who) -> Value {
+        let mut m = Map::new();
+        m.insert(
+            "ts".into(),
+            json!(ts.to_rfc3339_opts(SecondsFormat::Nanos, true)),
+        );
+        m.insert("uid".into(), json!(who.uid));
+        m.insert("user".into(), json!(who.user));
+        if let Some(s) = &who.sudo_user {
+            m.insert("sudo_user".into(), json!(s));
+        }
+        m.insert("command".into(), json!(self.command));
+        m.insert("iface".into(), json!(self.iface));
+        m.insert("before".into(), self.before.clone().unwrap_or(Value::Null));
+        m.insert("after".into(), self.after.clone().unwrap_or(Value::Null));
+        match &self.result {
+            Ok(()) => {
+                m.insert("result".into(), json!("ok"));
+            }
+            Err(e) => {
+                m.insert("result".into(), json!("failed"));
+                m.insert("error".into(), json!(e));
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+/// Who made the change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Who {
+    pub uid: u32,
+    /// Name from the password database, or the uid as a string if it has none.
+    pub user: String,
+    /// `SUDO_USER` from the environment, when set and non-empty.
+    pub sudo_user: Option<String>,
+}
+
+impl Who {
+    pub fn current() -> Who {
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        Who {
+            uid,
+            user: user_name(uid).unwrap_or_else(|| uid.to_string()),
+            sudo_user: std::env::var("SUDO_USER").ok().filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+/// The user name of `uid` (getpwuid_r).
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    loop {
+        // SAFETY: passwd is plain data; buf outlives the call and its length is passed.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+        if rc == libc::ERANGE && buf.len() < (1 << 20) {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || out.is_null() || pw.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: on success pw_name points at a NUL-terminated string inside buf.
+        return Some(
+            unsafe { CStr::from_ptr(pw.pw_name) }
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+}
+
+/// Appender for the audit log at one path.
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+}
+
+impl AuditLog {
+    pub fn new(path: &Path) -> AuditLog {
+        AuditLog {
+            path: path.to_path_buf(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `e` as one line (under an exclusive flock, one write) and
+    /// fsyncs the file (and the directory when the file was just created).
+    /// Creates the directory (mode 0750) and the file (mode 0640) if missing.
+    pub fn record(&self, e: &AuditEntry) -> Result<()> {
+        let line = e.to_json(Utc::now(), &Who::current());
+        self.append(&line)
+    }
+
+    /// Appends an already complete JSON object (used by `record` and tests).
+    pub fn append(&self, line: &Value) -> Result<()> {
+        let mut text = serde_json::to_string(line)?;
+        text.push('\n');
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.exists() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)
+                .with_context(|| format!("cannot create audit log directory {}", dir.display()))?;
+        }
+        let existed = self.path.exists();
+        let f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&self.path)
+            .with_context(|| format!("cannot open audit log {}", self.path.display()))?;
+        let _lock = Flock::exclusive(&f)
+            .with_context(|| format!("cannot lock audit log {}", self.path.display()))?;
+        (&f).write_all(text.as_bytes())
+            .with_context(|| format!("cannot write audit log {}", self.path.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot fsync audit log {}", self.path.display()))?;
+        if !existed {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Flock<'a>(&'a File);
+
+impl<'a> Flock<'a> {
+    fn exclusive(f: &'a File) -> std::io::Result<Flock<'a>> {
+        loop {
+            // SAFETY: flock on an fd we own.
+            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                return Ok(Flock(f));
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Drop for Flock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: unlocking an fd we own.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+/// Runs a change and records it: `change` returns the port after the change
+/// (`show_json` shape or `None`); its error is logged as `failed` and
+/// returned. The audit write happens before this returns, so the caller
+/// reports success only after the line is on disk. A failure to write the
+/// audit log after a successful change is an error too (the change is not
+/// undone; the message says so).
+pub fn audited<T>(
+    log: &AuditLog,
+    mut entry: AuditEntry,
+    change: impl FnOnce(&mut AuditEntry) -> Result<T>,
+) -> Result<T> {
+    let r = change(&mut entry);
+    entry.result = match &r {
+        Ok(_) => Ok(()),
+        Err(e) => Err(one_line(e)),
+    };
+    let logged = log.record(&entry);
+    match (r, logged) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Ok(_), Err(le)) => Err(le.context(format!(
+            "the {} was applied but could not be written to the audit log",
+            entry.command
+        ))),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(le)) => {
+            // Without root nothing can have changed (and the log is usually
+            // not writable): keep the one-line error clean then.
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } == 0 {
+                eprintln!("portguard: warning: audit log: {}", one_line(&le));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The port's record as `show --json` shows it (`None` if it has none).
+pub fn port_json(p: &Pinned, ifindex: u32) -> Option<Value> {
+    p.port(ifindex)
+        .ok()
+        .flatten()
+        .map(|i| report::show_json(&i))
+}
+
+/// [`port_json`] by interface name: the record whose name matches, else the
+/// record of the kernel's interface of that name.
+pub fn port_json_by_name(p: &Pinned, ifname: &str) -> Option<Value> {
+    if let Ok(ports) = p.ports() {
+        if let Some(i) = ports.iter().find(|i| i.ifname == ifname) {
+            return Some(report::show_json(i));
+        }
+    }
+    crate::iface::index(ifname)
+        .ok()
+        .and_then(|idx| port_json(p, idx))
+}
+
+/// An anyhow chain as one line, like main.rs prints it.
+pub fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// What `portguard audit` selects.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub since: Option<DateTime<FixedOffset>>,
+    pub iface: Option<String>,
+}
+
+/// `--since`: RFC 3339 (`2024-05-01T12:00:00Z`) or a duration back from `now`
+/// (`90s`, `15m`, `1h`, `2d`, `1w`, combinations like `1h30m`).
+pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<FixedOffset>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t);
+    }
+    let d = parse_duration(s).map_err(|_| {
+        anyhow!("invalid --since {s:?}: expected RFC 3339 (2024-05-01T12:00:00Z) or a duration like 30m, 1h, 2d")
+    })?;
+    let d = chrono::Duration::from_std(d).map_err(|_| anyhow!("--since {s:?} is too far back"))?;
+    let t = now
+        .checked_sub_signed(d)
+        .ok_or_else(|| anyhow!("--since {s:?} is too far back"))?;
+    Ok(t.fixed_offset())
+}
+
+/// `1h30m`, `90s`, `2d`, `1w`, `500ms`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        bail!("empty duration");
+    }
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            bail!("invalid duration {s:?}");
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| anyhow!("invalid duration {s:?}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86400)),
+            "w" => Duration::from_secs(n.saturating_mul(7 * 86400)),
+            _ => bail!("invalid duration unit in {s:?}"),
+        };
+        total = total.saturating_add(d);
+    }
+    Ok(total)
+}
+
+/// Whether a parsed line passes the filter (lines without a parsable `ts`
+/// fail a `since` filter).
+pub fn matches(v: &Value, f: &Filter) -> bool {
+    if let Some(i) = &f.iface {
+        if v.get("iface").and_then(Value::as_str) != Some(i.as_str()) {
+            return false;
+        }
+    }
+    if let Some(since) = &f.since {
+        let ts = v
+            .get("ts")
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+        match ts {
+            Some(t) if t >= *since => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Reads the log, returning the matching entries in order and the number of
+/// lines that were not JSON objects (skipped). A missing file is empty.
+pub fn read(path: &Path, f: &Filter) -> Result<(Vec<Value>, usize)> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+    };
+    let mut out = Vec::new();
+    let mut bad = 0;
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Value>(&line) {
+            Ok(v) if v.is_object() => {
+                if matches(&v, f) {
+                    out.push(v);
+                }
+            }
+            _ => bad += 1,
+        }
+    }
+    Ok((out, bad))
+}
+
+/// Human one-line rendering of an entry for `portguard audit`.
+pub fn human(v: &Value) -> String {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+    let mut who = s("user");
+    if let Some(su) = v.get("sudo_user").and_then(Value::as_str) {
+        who = format!("{who}(sudo:{su})");
+    }
+    let summary = |x: Option<&Value>| -> String {
+        match x {
+            None | Some(Value::Null) => "-".into(),
+            Some(p) => {
+                let mut parts = Vec::new();
+                if let Some(m) = p.get("mac").and_then(Value::as_str) {
+                    parts.push(format!("mac={m}"));
+                }
+                if let Some(ips) = p.get("ips").and_then(Value::as_array) {
+                    if !ips.is_empty() {
+                        let ips: Vec<&str> = ips.iter().filter_map(Value::as_str).collect();
+                        parts.push(format!("ips={}", ips.join(",")));
+                    }
+                }
+                if let Some(t) = p.get("tenant").and_then(Value::as_str) {
+                    if !t.is_empty() {
+                        parts.push(format!("tenant={t}"));
+                    }
+                }
+                if let Some(m) = p.get("mode").and_then(Value::as_str) {
+                    parts.push(format!("mode={m}"));
+                }
+                if let Some(a) = p.get("attach_mode").and_then(Value::as_str) {
+                    parts.push(format!("attached={a}"));
+                }
+                if parts.is_empty() {
+                    "{}".into()
+                } else {
+                    parts.join(" ")
+                }
+            }
+        }
+    };
+    let mut line = format!(
+        "{} {} {} {} {}",
+        s("ts"),
+        who,
+        s("command"),
+        s("iface"),
+        s("result"),
+    );
+    if let Some(e) = v.get("error").and_then(Value::as_str) {
+        line.push_str(&format!(" error={e:?}"));
+    }
+    let before = v.get("before");
+    let after = v.get("after");
+    if before.is_some_and(|b| !b.is_null()) || after.is_some_and(|a| !a.is_null()) {
+        line.push_str(&format!(" [{}] -> [{}]", summary(before), summary(after)));
+    }
+    line
+}
+
+/// Removes the file (tests).
+pub fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172800));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn since() {
+        let now = DateTime::parse_from_rfc3339("2024-05-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let t = parse_since("1h", now).unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-05-01T11:00:00+00:00");
+        let t = parse_since("2024-01-01T00:00:00+02:00", now).unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-01-01T00:00:00+02:00");
+        assert!(parse_since("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn roundtrip_and_filter() {
+        let dir = std::env::temp_dir().join(format!("pg-audit-{}", std::process::id()));
+        let path = dir.join("sub/audit.jsonl");
+        let log = AuditLog::new(&path);
+        let mut e = AuditEntry::new("bind", Some("tap0"));
+        e.after = Some(json!({"mac": "02:00:00:00:00:01", "ips": ["192.0.2.1/32"]}));
+        log.record(&e).unwrap();
+        let mut f = AuditEntry::new("bind", Some("tap1"));
+        f.result = Err("invalid MAC".into());
+        log.record(&f).unwrap();
+        std::fs::write(&path, std::fs::read_to_string(&path).unwrap() + "garbage\n").unwrap();
+        let (all, bad) = read(&path, &Filter::default()).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(bad, 1);
+        assert_eq!(all[0]["result"], "ok");
+        assert_eq!(all[0]["before"], Value::Null);
+        assert!(all[0]["uid"].is_u64());
+        assert!(all[0].get("error").is_none());
+        assert_eq!(all[1]["result"], "failed");
+        assert_eq!(all[1]["error"], "invalid MAC");
+        let (only, _) = read(
+            &path,
+            &Filter {
+                iface: Some("tap1".into()),
+                since: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(only.len(), 1);
+        let (none, _) = read(
+            &path,
+            &Filter {
+                iface: None,
+                since: Some(parse_since("2999-01-01T00:00:00Z", Utc::now()).unwrap()),
+            },
+        )
+        .unwrap();
+        assert!(none.is_empty());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o750);
+        assert!(human(&all[0]).contains("bind tap0 ok"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,115 @@
+//! nftables rulesets enforcing the same bindings as portguard: a
+//! concatenated set `iif . ether saddr . ip[6] saddr` and one rule dropping
+//! every IP frame of the family whose triple is not in the set.
+use std::{fmt::Write as _, io::Write as _, path::PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::{
+    progs::{Family, VM_MAC},
+    sys,
+};
+
+pub const NETDEV_TABLE: &str = "pgbench_nd";
+pub const BRIDGE_TABLE: &str = "pgbench_br";
+
+fn mac() -> String {
+    VM_MAC
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn types(f: Family) -> (&'static str, &'static str, &'static str) {
+    match f {
+        Family::V4 => ("ipv4_addr", "ip", "ip saddr"),
+        Family::V6 => ("ipv6_addr", "ip6", "ip6 saddr"),
+    }
+}
+
+/// The set's elements: `n` addresses (`family.bound(i)`; for n == 1 and IPv4
+/// the documentation address the 1-binding portguard case uses).
+fn elements(out: &mut String, iface: &str, f: Family, addrs: &[std::net::IpAddr]) {
+    let m = mac();
+    let _ = f;
+    for a in addrs {
+        let _ = writeln!(out, "\"{iface}\" . {m} . {a},");
+    }
+}
+
+/// A netdev-family table with an ingress chain on `iface`.
+pub fn netdev_ruleset(iface: &str, f: Family, addrs: &[std::net::IpAddr]) -> String {
+    let (ty, et, sa) = types(f);
+    let mut s = String::with_capacity(64 * addrs.len() + 1024);
+    let _ = writeln!(s, "table netdev {NETDEV_TABLE} {{");
+    let _ = writeln!(
+        s,
+        "  set bound {{\n    type iface_index . ether_addr . {ty}\n    size {}\n    elements = {{",
+        addrs.len() + 16
+    );
+    elements(&mut s, iface, f, addrs);
+    let _ = writeln!(s, "    }}\n  }}");
+    let _ = writeln!(
+        s,
+        "  chain ingress {{\n    type filter hook ingress device \"{iface}\" priority 0; policy accept;\n    \
+         ether type {et} meta iif . ether saddr . {sa} != @bound counter drop\n  }}\n}}"
+    );
+    s
+}
+
+/// A bridge-family table filtering at prerouting (before learning and forwarding).
+pub fn bridge_ruleset(iface: &str, f: Family, addrs: &[std::net::IpAddr]) -> String {
+    let (ty, et, sa) = types(f);
+    let mut s = String::with_capacity(64 * addrs.len() + 1024);
+    let _ = writeln!(s, "table bridge {BRIDGE_TABLE} {{");
+    let _ = writeln!(
+        s,
+        "  set bound {{\n    type iface_index . ether_addr . {ty}\n    size {}\n    elements = {{",
+        addrs.len() + 16
+    );
+    elements(&mut s, iface, f, addrs);
+    let _ = writeln!(s, "    }}\n  }}");
+    let _ = writeln!(
+        s,
+        "  chain pre {{\n    type filter hook prerouting priority 0; policy accept;\n    \
+         ether type {et} meta iif . ether saddr . {sa} != @bound counter drop\n  }}\n}}"
+    );
+    s
+}
+
+/// Writes `ruleset` to a temp file and loads it with `nft -f` in `ns`;
+/// returns the wall time of the `nft -f` process in seconds.
+pub fn load(ns: &str, tag: &str, ruleset: &str) -> Result<f64> {
+    let path = PathBuf::from(format!(
+        "/tmp/{}-{}-{tag}.nft",
+        sys::PREFIX,
+        std::process::id()
+    ));
+    {
+        let mut f = std::fs::File::create(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        f.write_all(ruleset.as_bytes())?;
+    }
+    let p = path.to_string_lossy().into_owned();
+    let r = sys::timed(|| sys::must_in(ns, &["nft", "-f", &p]));
+    let _ = std::fs::remove_file(&path);
+    Ok(r?.1)
+}
+
+pub fn delete(ns: &str, family: &str, table: &str) {
+    let _ = sys::must_in(ns, &["nft", "delete", "table", family, table]);
+}
+
+/// Packets counted by the (single) counter of `chain`.
+pub fn counter(ns: &str, family: &str, table: &str, chain: &str) -> Result<u64> {
+    let o = sys::must_in(ns, &["nft", "list", "chain", family, table, chain])?;
+    let s = String::from_utf8_lossy(&o.stdout);
+    let n = s
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok(n)
+}

@@ -1,0 +1,185 @@
+//! Where portguard's per-packet time goes, by difference between variants
+//! that stop at successive stages of the program (plain test_run, warm,
+//! interleaved rounds like Tier A). Nothing here changes the program: the
+//! variants are frames and port records.
+//!
+//! | variant | path through the program |
+//! |---|---|
+//! | no_record | PORTS miss -> count in slot 0 -> drop |
+//! | mac_spoof_nosample | PORTS hit -> source MAC check fails -> count -> drop |
+//! | mac_spoof | the same + drop-event sampling (RATE lookup, bpf_ktime_get_ns, GCRA) |
+//! | ethertype_pass | PORTS hit -> MAC ok -> allowed extra EtherType -> count -> pass |
+//! | legit_v4 | PORTS hit -> MAC ok -> IPv4 header checks -> V4_ADDRS hit -> count -> pass |
+//! | spoof_v4_nosample | ... V4_ADDRS miss -> count -> drop |
+//! | spoof_v4 | the same + drop-event sampling |
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use aya::maps::{HashMap, Map, MapData};
+use filter_common::{PortConfig, RateCfg};
+use serde_json::{json, Value};
+
+use super::{
+    progs::{self, Instance},
+    stats::Summary,
+    Opts,
+};
+use crate::frames;
+
+pub struct Profile {
+    pub variants: Vec<(&'static str, &'static str, Summary)>,
+    pub floor: Summary,
+    pub prog: Value,
+}
+
+impl Profile {
+    pub fn get(&self, k: &str) -> &Summary {
+        &self.variants.iter().find(|v| v.0 == k).unwrap().2
+    }
+
+    /// Stage costs by difference of medians, ns.
+    pub fn stages(&self) -> Vec<(&'static str, f64)> {
+        let m = |k: &str| self.get(k).median();
+        let f = self.floor.median();
+        vec![
+            ("PORTS lookup (miss) + slot-0 counters + drop, over the floor", m("no_record") - f),
+            ("PORTS hit + MAC check + counters + drop, over the floor", m("mac_spoof_nosample") - f),
+            ("drop-event sampling (RATE lookup, ktime, GCRA)", m("mac_spoof") - m("mac_spoof_nosample")),
+            ("IPv4 header checks + V4_ADDRS lookup (vs an allowed EtherType)", m("legit_v4") - m("ethertype_pass")),
+            ("whole legit IPv4 path, over the floor", m("legit_v4") - f),
+            ("spoofed IPv4: miss + drop accounting, vs legit (no sampling)", m("spoof_v4_nosample") - m("legit_v4")),
+            ("spoofed IPv4: drop-event sampling", m("spoof_v4") - m("spoof_v4_nosample")),
+        ]
+    }
+
+    pub fn json(&self) -> Value {
+        let mut v = serde_json::Map::new();
+        for (k, what, s) in &self.variants {
+            v.insert(k.to_string(), json!({"what": what, "ns_per_packet": s.json()}));
+        }
+        json!({
+            "floor_noop_pass_ns": self.floor.json(),
+            "variants": v,
+            "stages_ns": self.stages().iter().map(|(k, x)| json!({"stage": k, "ns": super::stats::round(*x, 1)})).collect::<Vec<_>>(),
+            "program": self.prog,
+        })
+    }
+}
+
+fn ports(inst: &Instance) -> Result<HashMap<MapData, u32, PortConfig>> {
+    let data = MapData::from_pin(inst.dir.maps().join("PORTS")).context("opening PORTS")?;
+    Ok(HashMap::try_from(Map::HashMap(data))?)
+}
+
+/// Sets or clears drop-event sampling in the record of `ifindex`.
+fn set_sampling(inst: &Instance, ifindex: u32, on: bool) -> Result<()> {
+    let mut m = ports(inst)?;
+    let mut c = m.get(&ifindex, 0)?;
+    c.events = if on {
+        portguard::binding::DEFAULT_EVENTS.cfg()
+    } else {
+        RateCfg::DISABLED
+    };
+    m.insert(ifindex, c, 0)?;
+    Ok(())
+}
+
+/// Instruction counts of the loaded program, from bpftool (if installed).
+fn prog_info(inst: &mut Instance) -> Value {
+    let id = match inst.portguard().and_then(|p| Ok(p.info()?.id())) {
+        Ok(id) => id,
+        Err(_) => return Value::Null,
+    };
+    let count = |what: &str| -> Option<usize> {
+        let o = Command::new("bpftool")
+            .args(["prog", "dump", what, "id", &id.to_string()])
+            .output()
+            .ok()?;
+        if !o.status.success() {
+            return None;
+        }
+        let s = String::from_utf8_lossy(&o.stdout);
+        Some(match what {
+            // "  12: (bf) r6 = r1" lines
+            "xlated" => s.lines().filter(|l| l.trim_start().split(':').next().is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty())).count(),
+            _ => s.lines().filter(|l| l.starts_with("   ") || l.contains(':')).count(),
+        })
+    };
+    let o = Command::new("bpftool")
+        .args(["-j", "prog", "show", "id", &id.to_string()])
+        .output();
+    let show: Value = o
+        .ok()
+        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+        .unwrap_or(Value::Null);
+    json!({
+        "xlated_insns": count("xlated"),
+        "bytes_xlated": show.get("bytes_xlated"),
+        "bytes_jited": show.get("bytes_jited"),
+        "verified_insns": show.get("verified_insns"),
+    })
+}
+
+/// Runs in the Tier A netns (ifindex 1 = lo bound; `dummy` has no record at first).
+pub fn run(o: &Opts, dummy: u32) -> Result<Profile> {
+    let mut inst = Instance::new("p")?;
+    let mut b = progs::binding(vec![progs::net(std::net::IpAddr::V4(progs::V4_BOUND))])?;
+    b.ethertypes = vec![frames::ETH_P_LLDP];
+    inst.pinned.bind(1, "lo", &b)?;
+    let legit = progs::udp_frame(std::net::IpAddr::V4(progs::V4_BOUND));
+    let spoof = progs::udp_frame(std::net::IpAddr::V4(progs::V4_SPOOF));
+    let mut mac_spoof = legit.clone();
+    mac_spoof[6..12].copy_from_slice(&[0x02, 0, 0x5e, 0x10, 0, 0x77]);
+    let lldp = frames::pad_to(
+        frames::eth(progs::OTHER_MAC, progs::VM_MAC, frames::ETH_P_LLDP, &[0u8; 32]),
+        60,
+    );
+    // (name, what, ifindex, frame, sampling on, expected action)
+    let variants: Vec<(&str, &str, u32, Vec<u8>, bool, u32)> = vec![
+        ("no_record", "frame on an interface with no port record", dummy, legit.clone(), true, progs::XDP_DROP),
+        ("mac_spoof_nosample", "wrong source MAC, event sampling off", 1, mac_spoof.clone(), false, progs::XDP_DROP),
+        ("mac_spoof", "wrong source MAC (default event sampling)", 1, mac_spoof, true, progs::XDP_DROP),
+        ("ethertype_pass", "allowed extra EtherType (LLDP), no L3 check", 1, lldp, true, progs::XDP_PASS),
+        ("legit_v4", "bound IPv4/UDP", 1, legit, true, progs::XDP_PASS),
+        ("spoof_v4_nosample", "unbound IPv4 source, event sampling off", 1, spoof.clone(), false, progs::XDP_DROP),
+        ("spoof_v4", "unbound IPv4 source (default event sampling)", 1, spoof, true, progs::XDP_DROP),
+    ];
+    let mut out: Vec<Summary> = vec![Summary::new(); variants.len()];
+    let mut floor = Summary::new();
+    let mut sampling = true;
+    let mut set = |inst: &Instance, on: bool| -> Result<()> {
+        if sampling != on {
+            set_sampling(inst, 1, on)?;
+            sampling = on;
+        }
+        Ok(())
+    };
+    for v in &variants {
+        set(&inst, v.4)?;
+        let (ret, _) = progs::plain(inst.portguard()?, v.2, &v.3, o.a_repeat / 4)?;
+        progs::expect(v.0, ret, v.5)?;
+    }
+    let n = variants.len() + 1;
+    for round in 0..o.rounds {
+        for k in 0..n {
+            let i = (k + round) % n;
+            if i == variants.len() {
+                floor.push(progs::plain(inst.floor("noop_pass")?, 1, &variants[4].3, o.a_repeat)?.1);
+                continue;
+            }
+            let v = &variants[i];
+            set(&inst, v.4)?;
+            out[i].push(progs::plain(inst.portguard()?, v.2, &v.3, o.a_repeat)?.1);
+        }
+    }
+    let prog = prog_info(&mut inst);
+    Ok(Profile {
+        variants: variants
+            .iter()
+            .zip(out)
+            .map(|(v, s)| (v.0, v.1, s))
+            .collect(),
+        floor,
+        prog,
+    })
+}

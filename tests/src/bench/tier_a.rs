@@ -1,0 +1,161 @@
+//! Tier A: plain BPF_PROG_TEST_RUN with a large repeat on one pinned CPU.
+//! portguard on typical frames against the no-op floor programs.
+use std::net::IpAddr;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use super::{
+    progs::{self, Instance, XDP_DROP, XDP_PASS},
+    stats::Summary,
+    Opts,
+};
+
+pub struct Case {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub frame: Vec<u8>,
+    /// None: a floor program of that name; Some(action): portguard, expected action.
+    pub floor: Option<&'static str>,
+    pub action: u32,
+    /// Which floor it is compared with.
+    pub vs: &'static str,
+}
+
+pub struct TierA {
+    pub cases: Vec<(Case, Summary, Summary)>,
+}
+
+impl TierA {
+    pub fn ns(&self, name: &str) -> &Summary {
+        &self.cases.iter().find(|c| c.0.name == name).unwrap().1
+    }
+
+    pub fn ratio(&self, name: &str) -> &Summary {
+        &self.cases.iter().find(|c| c.0.name == name).unwrap().2
+    }
+
+    pub fn json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        for (c, ns, r) in &self.cases {
+            m.insert(
+                c.name.into(),
+                json!({
+                    "what": c.what,
+                    "ns_per_packet": ns.json(),
+                    "floor": c.vs,
+                    "ratio_to_floor": r.json(),
+                }),
+            );
+        }
+        Value::Object(m)
+    }
+}
+
+fn cases() -> Vec<Case> {
+    use progs::Family::*;
+    let v6_bound = V6.bound(0);
+    vec![
+        Case {
+            name: "noop_pass",
+            what: "floor: XDP program returning XDP_PASS",
+            frame: progs::udp_frame(IpAddr::V4(progs::V4_BOUND)),
+            floor: Some("noop_pass"),
+            action: XDP_PASS,
+            vs: "noop_pass",
+        },
+        Case {
+            name: "noop_drop",
+            what: "floor: XDP program returning XDP_DROP",
+            frame: progs::udp_frame(IpAddr::V4(progs::V4_BOUND)),
+            floor: Some("noop_drop"),
+            action: XDP_DROP,
+            vs: "noop_drop",
+        },
+        Case {
+            name: "legit_v4",
+            what: "portguard, bound IPv4/UDP frame (passes)",
+            frame: progs::udp_frame(IpAddr::V4(progs::V4_BOUND)),
+            floor: None,
+            action: XDP_PASS,
+            vs: "noop_pass",
+        },
+        Case {
+            name: "spoof_v4",
+            what: "portguard, IPv4/UDP from an unbound source (ipv4_spoof drop)",
+            frame: progs::udp_frame(IpAddr::V4(progs::V4_SPOOF)),
+            floor: None,
+            action: XDP_DROP,
+            vs: "noop_drop",
+        },
+        Case {
+            name: "arp",
+            what: "portguard, ARP reply from the bound MAC/IPv4 (passes)",
+            frame: progs::arp_reply(),
+            floor: None,
+            action: XDP_PASS,
+            vs: "noop_pass",
+        },
+        Case {
+            name: "legit_v6",
+            what: "portguard, bound IPv6/UDP frame (passes)",
+            frame: progs::udp_frame(v6_bound),
+            floor: None,
+            action: XDP_PASS,
+            vs: "noop_pass",
+        },
+        Case {
+            name: "spoof_v6",
+            what: "portguard, IPv6/UDP from an unbound source (ipv6_spoof drop)",
+            frame: progs::udp_frame(V6.spoof()),
+            floor: None,
+            action: XDP_DROP,
+            vs: "noop_drop",
+        },
+    ]
+}
+
+/// Runs inside a thread that is in the bench netns (ifindex 1 = its lo) and pinned.
+pub fn run(o: &Opts) -> Result<TierA> {
+    let mut inst = Instance::new("a")?;
+    let b = progs::binding(vec![
+        progs::net(IpAddr::V4(progs::V4_BOUND)),
+        progs::net(progs::Family::V6.bound(0)),
+    ])?;
+    inst.pinned.bind(1, "lo", &b)?;
+    let cases = cases();
+    let mut ns: Vec<Summary> = cases.iter().map(|_| Summary::new()).collect();
+
+    // Check actions once, and warm up.
+    for c in &cases {
+        let prog = match c.floor {
+            Some(f) => inst.floor(f)?,
+            None => inst.portguard()?,
+        };
+        let (ret, _) = progs::plain(prog, 1, &c.frame, o.a_repeat / 4)?;
+        progs::expect(c.name, ret, c.action)?;
+    }
+    for round in 0..o.rounds {
+        // Rotate the order each round so no case always runs first.
+        for k in 0..cases.len() {
+            let i = (k + round) % cases.len();
+            let c = &cases[i];
+            let prog = match c.floor {
+                Some(f) => inst.floor(f)?,
+                None => inst.portguard()?,
+            };
+            let (_, v) = progs::plain(prog, 1, &c.frame, o.a_repeat)?;
+            ns[i].push(v);
+        }
+    }
+    let vs: Vec<usize> = cases
+        .iter()
+        .map(|c| cases.iter().position(|x| x.name == c.vs).unwrap())
+        .collect();
+    let mut out = Vec::new();
+    for (i, c) in cases.into_iter().enumerate() {
+        let r = ns[i].ratio(&ns[vs[i]]);
+        out.push((c, ns[i].clone(), r));
+    }
+    Ok(TierA { cases: out })
+}
