@@ -138,6 +138,28 @@ pub struct V6Key {
     pub addr: [u8; 16],
 }
 
+/// Key of `ADDR_INDEX`: the `idx`-th address of a port's generation. Userspace
+/// only: it lists a port's entries without scanning the address maps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IndexKey {
+    pub ifindex: u32,
+    pub generation: u32,
+    pub idx: u32,
+}
+
+/// Value of `ADDR_INDEX`: one bound address or prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// 4 or 6.
+    pub family: u8,
+    pub prefix_len: u8,
+    pub _pad: [u8; 2],
+    /// IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+}
+
 /// Bits of an LPM key's data before the address: ifindex + generation.
 pub const LPM_PORT_BITS: u32 = 64;
 
@@ -232,6 +254,8 @@ const _: () = assert!(core::mem::size_of::<RateCfg>() == 24);
 const _: () = assert!(core::mem::size_of::<PortConfig>() == 232);
 const _: () = assert!(core::mem::size_of::<V4Key>() == 12);
 const _: () = assert!(core::mem::size_of::<V6Key>() == 24);
+const _: () = assert!(core::mem::size_of::<IndexKey>() == 12);
+const _: () = assert!(core::mem::size_of::<IndexEntry>() == 20);
 const _: () = assert!(core::mem::size_of::<PortStats>() == 16 + 2 * 16 * N_REASONS + 16);
 const _: () = assert!(core::mem::size_of::<RateState>() == 32 + 8 * N_REASONS);
 const _: () = assert!(core::mem::size_of::<DropEvent>() == 72 + EVENT_CAPTURE);
@@ -267,6 +291,8 @@ mod user {
     unsafe impl aya::Pod for PortConfig {}
     unsafe impl aya::Pod for V4Key {}
     unsafe impl aya::Pod for V6Key {}
+    unsafe impl aya::Pod for IndexKey {}
+    unsafe impl aya::Pod for IndexEntry {}
     unsafe impl aya::Pod for PortStats {}
     unsafe impl aya::Pod for RateState {}
     unsafe impl aya::Pod for DropEvent {}

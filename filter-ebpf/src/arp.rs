@@ -23,12 +23,8 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> (Reason, bool) {
         return (Reason::ArpSpoof, request);
     }
     let spa = [a[14], a[15], a[16], a[17]];
-    // 0.0.0.0 is an ARP probe (RFC 5227): only as a request.
-    let spa_ok = if spa == [0, 0, 0, 0] {
-        request
-    } else {
-        v4_allowed(port, spa)
-    };
+    // A bound address, or 0.0.0.0 in a request: an ARP probe (RFC 5227).
+    let spa_ok = v4_allowed(port, spa) || (request && spa == [0, 0, 0, 0]);
     if !spa_ok {
         return (Reason::ArpSpoof, request);
     }

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use filter_common::{
-    DropEvent, PortConfig, PortStats, RateState, V4Key, V6Key, EVENTS_RINGBUF_BYTES, MAX_ADDRS,
+    DropEvent, IndexEntry, IndexKey, PortConfig, PortStats, RateState, V4Key, V6Key, EVENTS_RINGBUF_BYTES, MAX_ADDRS,
     MAX_PORTS, MAX_PREFIXES,
 };
 
@@ -38,6 +38,12 @@ pub static RATE: Array<RateState> = Array::pinned(MAX_PORTS, 0);
 /// Sampled drop events.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_RINGBUF_BYTES, 0);
+
+/// (ifindex, generation, i) -> i-th bound address of that generation. Written
+/// and read by userspace only, so a rebind never scans the address maps.
+#[map]
+pub static ADDR_INDEX: HashMap<IndexKey, IndexEntry> =
+    HashMap::pinned(MAX_ADDRS + 2 * MAX_PREFIXES, NO_PREALLOC);
 
 /// [0] = layout version of the maps above, written and checked by userspace.
 #[map]

@@ -2,7 +2,7 @@
 //! Persistent attach = attach, take the link, convert to FdLink, pin it;
 //! re-attach replaces the program inside the pinned link (bpf_link_update),
 //! so there is no instant without enforcement.
-use std::fs;
+use std::{fs, os::fd::AsRawFd, path::Path};
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::programs::{
@@ -110,9 +110,13 @@ pub fn attach(p: &mut Pinned, ifname: &str, want: RequestedMode) -> Result<Attac
             fallback_reason,
         })
     })();
-    if result.is_err() && created {
-        // Leave nothing behind on failure.
-        let _ = p.mark_detached(ifindex);
+    if result.is_err() {
+        // Leave things as they were: no record we created, no "attached" claim we made.
+        if created {
+            let _ = p.mark_detached(ifindex);
+        } else if existing_mode == 0 {
+            let _ = p.mark_attached(ifindex, ifname, 0);
+        }
     }
     result
 }
@@ -175,4 +179,51 @@ pub fn detach(p: &mut Pinned, ifname: &str) -> Result<bool> {
     }
     let remaining = fs::read_dir(p.link_dir()).map(|d| d.count()).unwrap_or(0);
     Ok(remaining == 0)
+}
+
+/// The ifindex an XDP link pinned at `path` is attached to (0 once its
+/// interface is gone), via BPF_OBJ_GET + BPF_OBJ_GET_INFO_BY_FD.
+pub fn pinned_link_ifindex(path: &Path) -> std::io::Result<u32> {
+    use std::os::unix::ffi::OsStrExt;
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    const BPF_LINK_TYPE_XDP: u32 = 6;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let mut attr = [0u64; 16];
+    attr[0] = c.as_ptr() as u64;
+    // SAFETY: bpf(2) with a zeroed attr holding a valid NUL-terminated path.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let mut info = [0u32; 32];
+    let mut attr = [0u64; 16];
+    attr[0] = fd.as_raw_fd() as u64 | ((std::mem::size_of_val(&info) as u64) << 32);
+    attr[1] = info.as_mut_ptr() as u64;
+    // SAFETY: bpf(2) writing at most info_len bytes into `info`.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // struct bpf_link_info { u32 type, id, prog_id; union (8-aligned) { xdp { u32 ifindex } } }
+    if info[0] != BPF_LINK_TYPE_XDP {
+        return Ok(0);
+    }
+    Ok(info[4])
 }

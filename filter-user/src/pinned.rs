@@ -3,13 +3,14 @@
 //!
 //! Layout:
 //! ```text
-//! <pin-dir>/maps/{PORTS,V4_ADDRS,V6_ADDRS,V4_PREFIXES,V6_PREFIXES,STATS,RATE,EVENTS,META}
+//! <pin-dir>/maps/{PORTS,V4_ADDRS,V6_ADDRS,V4_PREFIXES,V6_PREFIXES,ADDR_INDEX,STATS,RATE,EVENTS,META}
 //! <pin-dir>/prog             the last loaded program
 //! <pin-dir>/links/<iface>    the bpf_link attaching the program to <iface>
 //! ```
 //! A rebind is atomic for the data path: new address entries are written
 //! under the next generation, the port record (one map value) is flipped to
-//! it, then the previous generation is deleted.
+//! it, then the previous generation is deleted. `ADDR_INDEX` lists each
+//! generation's addresses so none of this scans the (large) address maps.
 use std::{
     collections::BTreeSet,
     fs,
@@ -26,7 +27,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use filter_common::{
-    flags, PortConfig, PortStats, RateState, V4Key, V6Key, LAYOUT_VERSION, LPM_PORT_BITS, MAX_PORTS,
+    flags, IndexEntry, IndexKey, PortConfig, PortStats, RateState, V4Key, V6Key, LAYOUT_VERSION,
+    LPM_PORT_BITS, MAX_PORTS,
 };
 
 use crate::{
@@ -62,6 +64,7 @@ pub struct Pinned {
     v6: HashMap<MapData, V6Key, u8>,
     v4p: LpmTrie<MapData, V4Key, u8>,
     v6p: LpmTrie<MapData, V6Key, u8>,
+    index: HashMap<MapData, IndexKey, IndexEntry>,
     stats: PerCpuArray<MapData, PortStats>,
     rate: Array<MapData, RateState>,
     program_loaded: bool,
@@ -108,6 +111,7 @@ impl Pinned {
             v6: take(&mut ebpf, "V6_ADDRS")?,
             v4p: take(&mut ebpf, "V4_PREFIXES")?,
             v6p: take(&mut ebpf, "V6_PREFIXES")?,
+            index: take(&mut ebpf, "ADDR_INDEX")?,
             stats: take(&mut ebpf, "STATS")?,
             rate: take(&mut ebpf, "RATE")?,
             ebpf,
@@ -136,7 +140,8 @@ impl Pinned {
             .try_into()
             .context("program portguard is not an XDP program")?;
         if !self.program_loaded {
-            prog.load().map_err(|e| compact_load_error(&e.to_string()))?;
+            prog.load()
+                .map_err(|e| compact_load_error(&e.to_string()))?;
             self.program_loaded = true;
         }
         Ok(prog)
@@ -180,7 +185,11 @@ impl Pinned {
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
         // SAFETY: flock on an fd we own.
         if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
-            bail!("cannot lock {}: {}", path.display(), std::io::Error::last_os_error());
+            bail!(
+                "cannot lock {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
         }
         Ok(f)
     }
@@ -189,25 +198,25 @@ impl Pinned {
     pub fn bind(&mut self, ifindex: u32, ifname: &str, b: &Binding) -> Result<Option<Binding>> {
         let _lock = self.change_lock()?;
         let old = self.config(ifindex)?;
-        let previous = match &old {
-            Some(c) if c.flags & flags::BOUND != 0 => Some(self.binding_of(c)?),
+        let live = old
+            .as_ref()
+            .filter(|c| c.flags & flags::BOUND != 0)
+            .map(|c| c.generation);
+        let previous = match (&old, live) {
+            (Some(c), Some(_)) => Some(self.binding_of(c)?),
             _ => None,
         };
         let generation = match &old {
             Some(c) => next_generation(c.generation),
             None => 1,
         };
-        // Anything not of the live generation is garbage (e.g. an interrupted bind):
-        // clear it so it cannot become visible when we flip to `generation`.
-        let live = old
-            .as_ref()
-            .filter(|c| c.flags & flags::BOUND != 0)
-            .map(|c| c.generation);
-        self.delete_addresses(ifindex, |g| Some(g) != live)?;
-
-        for net in &b.ips {
-            self.insert_net(ifindex, generation, net)?;
+        // Leftovers of an interrupted bind or unbind must not become visible
+        // with the flip: clear the target generation (and an unbound record's).
+        self.delete_gen(ifindex, generation)?;
+        if let Some(c) = old.as_ref().filter(|_| live.is_none()) {
+            self.delete_gen(ifindex, c.generation)?;
         }
+        self.write_gen(ifindex, generation, &b.ips)?;
 
         let mut cfg = b.port_config(ifindex, ifname);
         cfg.generation = generation;
@@ -221,8 +230,10 @@ impl Pinned {
         self.ports
             .insert(ifindex, cfg, 0)
             .context("updating PORTS (the binding flip)")?;
-        // The data path now only sees `generation`; drop the rest.
-        self.delete_addresses(ifindex, |g| g != generation)?;
+        // The data path now only sees `generation`: drop the previous one.
+        if let Some(g) = live {
+            self.delete_gen(ifindex, g)?;
+        }
         Ok(previous)
     }
 
@@ -237,20 +248,23 @@ impl Pinned {
         } else {
             None
         };
-        if old.attach_mode != 0 {
-            let rec = attach_only_record(
-                ifindex,
-                &str_from_fixed(&old.ifname),
-                old.slot,
-                old.attach_mode,
-            );
-            self.ports
-                .insert(ifindex, rec, 0)
-                .context("updating PORTS")?;
-        } else {
+        // Fail closed first (an unbound record keeping the generation, so an
+        // interrupted cleanup is found again), then drop the addresses, then
+        // the record itself unless the port stays attached.
+        let mut rec = attach_only_record(
+            ifindex,
+            &str_from_fixed(&old.ifname),
+            old.slot,
+            old.attach_mode,
+        );
+        rec.generation = old.generation;
+        self.ports
+            .insert(ifindex, rec, 0)
+            .context("updating PORTS")?;
+        self.delete_gen(ifindex, old.generation)?;
+        if old.attach_mode == 0 {
             self.ports.remove(&ifindex).context("removing from PORTS")?;
         }
-        self.delete_addresses(ifindex, |_| true)?;
         Ok(previous)
     }
 
@@ -343,46 +357,99 @@ impl Pinned {
     }
 
     fn binding_of(&self, c: &PortConfig) -> Result<Binding> {
-        let mut ips = Vec::new();
-        for k in self.v4.keys() {
-            let k = k.context("iterating V4_ADDRS")?;
-            if k.ifindex == c.ifindex && k.generation == c.generation {
-                ips.push(IpNet {
-                    addr: IpAddr::from(k.addr),
-                    len: 32,
-                });
+        let nets = self
+            .gen_index(c.ifindex, c.generation)?
+            .into_iter()
+            .map(|e| index_net(&e))
+            .collect();
+        Ok(Binding::from_config(c, nets))
+    }
+
+    /// The index entries of one generation of a port, in index order. Entries
+    /// are written in ascending and deleted in descending order, so whatever an
+    /// interrupted writer leaves is always a prefix 0..n of the index.
+    fn gen_index(&self, ifindex: u32, generation: u32) -> Result<Vec<IndexEntry>> {
+        let mut out = Vec::new();
+        for idx in 0.. {
+            let key = IndexKey {
+                ifindex,
+                generation,
+                idx,
+            };
+            match self.index.get(&key, 0) {
+                Ok(e) => out.push(e),
+                Err(MapError::KeyNotFound) => break,
+                Err(e) => return Err(e).context("reading ADDR_INDEX"),
             }
         }
-        for k in self.v6.keys() {
-            let k = k.context("iterating V6_ADDRS")?;
-            if k.ifindex == c.ifindex && k.generation == c.generation {
-                ips.push(IpNet {
-                    addr: IpAddr::from(k.addr),
-                    len: 128,
-                });
+        Ok(out)
+    }
+
+    /// Writes a generation's addresses: each index entry before its address.
+    fn write_gen(&mut self, ifindex: u32, generation: u32, nets: &[IpNet]) -> Result<()> {
+        for (idx, net) in nets.iter().enumerate() {
+            let key = IndexKey {
+                ifindex,
+                generation,
+                idx: idx as u32,
+            };
+            self.index
+                .insert(key, net_index(net), 0)
+                .with_context(|| format!("inserting {net} into ADDR_INDEX"))?;
+            self.insert_net(ifindex, generation, net)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a generation's addresses, last first, each address before its index entry.
+    fn delete_gen(&mut self, ifindex: u32, generation: u32) -> Result<()> {
+        let entries = self.gen_index(ifindex, generation)?;
+        for (idx, e) in entries.iter().enumerate().rev() {
+            self.remove_net(ifindex, generation, &index_net(e))?;
+            let key = IndexKey {
+                ifindex,
+                generation,
+                idx: idx as u32,
+            };
+            ignore_missing(self.index.remove(&key)).context("deleting from ADDR_INDEX")?;
+        }
+        Ok(())
+    }
+
+    fn remove_net(&mut self, ifindex: u32, generation: u32, net: &IpNet) -> Result<()> {
+        match net.addr {
+            IpAddr::V4(a) => {
+                let key = V4Key {
+                    ifindex,
+                    generation,
+                    addr: a.octets(),
+                };
+                if net.is_host() {
+                    ignore_missing(self.v4.remove(&key))
+                } else {
+                    ignore_missing(
+                        self.v4p
+                            .remove(&Key::new(LPM_PORT_BITS + net.len as u32, key)),
+                    )
+                }
+            }
+            IpAddr::V6(a) => {
+                let key = V6Key {
+                    ifindex,
+                    generation,
+                    addr: a.octets(),
+                };
+                if net.is_host() {
+                    ignore_missing(self.v6.remove(&key))
+                } else {
+                    ignore_missing(
+                        self.v6p
+                            .remove(&Key::new(LPM_PORT_BITS + net.len as u32, key)),
+                    )
+                }
             }
         }
-        for k in self.v4p.keys() {
-            let k = k.context("iterating V4_PREFIXES")?;
-            let d = k.data();
-            if d.ifindex == c.ifindex && d.generation == c.generation {
-                ips.push(IpNet {
-                    addr: IpAddr::from(d.addr),
-                    len: (k.prefix_len() - LPM_PORT_BITS) as u8,
-                });
-            }
-        }
-        for k in self.v6p.keys() {
-            let k = k.context("iterating V6_PREFIXES")?;
-            let d = k.data();
-            if d.ifindex == c.ifindex && d.generation == c.generation {
-                ips.push(IpNet {
-                    addr: IpAddr::from(d.addr),
-                    len: (k.prefix_len() - LPM_PORT_BITS) as u8,
-                });
-            }
-        }
-        Ok(Binding::from_config(c, ips))
+        .with_context(|| format!("deleting {net}"))
     }
 
     fn insert_net(&mut self, ifindex: u32, generation: u32, net: &IpNet) -> Result<()> {
@@ -417,47 +484,6 @@ impl Pinned {
         .with_context(|| format!("inserting {net} (address maps full?)"))
     }
 
-    /// Deletes the address entries of `ifindex` whose generation matches `which`.
-    fn delete_addresses(&mut self, ifindex: u32, which: impl Fn(u32) -> bool) -> Result<()> {
-        let v4: Vec<V4Key> = self
-            .v4
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| k.ifindex == ifindex && which(k.generation))
-            .collect();
-        for k in v4 {
-            ignore_missing(self.v4.remove(&k)).context("deleting from V4_ADDRS")?;
-        }
-        let v6: Vec<V6Key> = self
-            .v6
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| k.ifindex == ifindex && which(k.generation))
-            .collect();
-        for k in v6 {
-            ignore_missing(self.v6.remove(&k)).context("deleting from V6_ADDRS")?;
-        }
-        let v4p: Vec<Key<V4Key>> = self
-            .v4p
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| k.data().ifindex == ifindex && which(k.data().generation))
-            .collect();
-        for k in v4p {
-            ignore_missing(self.v4p.remove(&k)).context("deleting from V4_PREFIXES")?;
-        }
-        let v6p: Vec<Key<V6Key>> = self
-            .v6p
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| k.data().ifindex == ifindex && which(k.data().generation))
-            .collect();
-        for k in v6p {
-            ignore_missing(self.v6p.remove(&k)).context("deleting from V6_PREFIXES")?;
-        }
-        Ok(())
-    }
-
     /// Lowest slot no port record uses; its counters and buckets are reset.
     fn new_slot(&mut self) -> Result<u32> {
         let mut used = BTreeSet::new();
@@ -478,6 +504,38 @@ impl Pinned {
             .set(slot, RateState::default(), 0)
             .context("resetting RATE slot")?;
         Ok(slot)
+    }
+}
+
+fn net_index(net: &IpNet) -> IndexEntry {
+    let mut addr = [0u8; 16];
+    let family = match net.addr {
+        IpAddr::V4(a) => {
+            addr[..4].copy_from_slice(&a.octets());
+            4
+        }
+        IpAddr::V6(a) => {
+            addr = a.octets();
+            6
+        }
+    };
+    IndexEntry {
+        family,
+        prefix_len: net.len,
+        _pad: [0; 2],
+        addr,
+    }
+}
+
+fn index_net(e: &IndexEntry) -> IpNet {
+    let addr = if e.family == 4 {
+        IpAddr::from([e.addr[0], e.addr[1], e.addr[2], e.addr[3]])
+    } else {
+        IpAddr::from(e.addr)
+    };
+    IpNet {
+        addr,
+        len: e.prefix_len,
     }
 }
 

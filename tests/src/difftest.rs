@@ -6,12 +6,15 @@
 //! frames) the state is written with the library (`Pinned::bind` etc.), then
 //! every frame runs through the real program with BPF_PROG_TEST_RUN on
 //! ifindex 1 (the loopback of the current network namespace; nothing is
-//! attached to it). A second port (a fake ifindex, never run) is rebound
-//! at the same time, and frames often use its addresses and those of the
-//! port's previous binding: entries of other ports and generations must not
-//! leak. The returned action and the exact change of the port's
-//! counters (packets and bytes of `passed` and of every `dropped` and
-//! `would_drop` reason, summed over CPUs) must equal what the model says.
+//! attached to it). Each binding must read back as written. A second port
+//! (a fake ifindex, never run) is rebound every few states, and frames
+//! often use its addresses and those of the port's previous bindings:
+//! entries of other ports and generations must not leak. The returned
+//! action and the exact change of the port's counters (packets and bytes of
+//! `passed` and of every `dropped` and `would_drop` reason, summed over
+//! CPUs) must equal what the model says. The first mismatching frame is
+//! also shrunk (shortened, bytes zeroed) while it keeps failing the same
+//! way, to give a small reproducer.
 //!
 //! Storm control is off in every generated binding (see [`crate::gen`]):
 //! its verdicts depend on the kernel clock. Frames shorter than 14 bytes
@@ -346,6 +349,50 @@ pub fn check_frame(h: &mut Harness, frame: &[u8], label: &str) -> Result<Option<
     )))
 }
 
+/// How a frame fails: the model's reason, the program's action and which
+/// verdict counters it bumped (packets only, so that shorter frames compare).
+fn failure_kind(h: &mut Harness, frame: &[u8]) -> Result<Option<(Reason, u32, Vec<u64>)>> {
+    if frame.len() < 14 {
+        return Ok(None);
+    }
+    let (d, want, want_stats) = expect(h.state(), frame);
+    let (action, got) = h.run(frame)?;
+    if action == want.action && same_verdict_counters(&got, &want_stats) {
+        return Ok(None);
+    }
+    let mut bumped = vec![got.passed.packets];
+    bumped.extend(got.dropped.iter().map(|c| c.packets));
+    bumped.extend(got.would_drop.iter().map(|c| c.packets));
+    Ok(Some((d.reason, action, bumped)))
+}
+
+/// Greedy minimization of a mismatching frame: cut it short, then zero
+/// bytes, as long as it still fails the same way.
+pub fn shrink(h: &mut Harness, frame: &[u8]) -> Result<Vec<u8>> {
+    let Some(kind) = failure_kind(h, frame)? else {
+        return Ok(frame.to_vec());
+    };
+    let mut best = frame.to_vec();
+    let mut len = best.len();
+    while len > 14 {
+        len -= 1;
+        if failure_kind(h, &best[..len])?.as_ref() == Some(&kind) {
+            best.truncate(len);
+        }
+    }
+    for i in (0..best.len()).rev() {
+        if best[i] == 0 {
+            continue;
+        }
+        let mut t = best.clone();
+        t[i] = 0;
+        if failure_kind(h, &t)?.as_ref() == Some(&kind) {
+            best = t;
+        }
+    }
+    Ok(best)
+}
+
 /// Knobs of a differential run.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -416,7 +463,14 @@ pub fn run_with(opts: &Options) -> Result<Report> {
                 r.model_only += 1;
                 continue;
             }
-            if let Some(m) = check_frame(&mut h, &fr.bytes, &fr.label)? {
+            let label = format!("#{} {}", r.frames, fr.label);
+            if let Some(mut m) = check_frame(&mut h, &fr.bytes, &label)? {
+                if r.first_mismatch.is_none() {
+                    let small = shrink(&mut h, &fr.bytes)?;
+                    if small != fr.bytes {
+                        let _ = write!(m, "\nshrunk ({} bytes): {}", small.len(), hex(&small));
+                    }
+                }
                 mismatch(&mut r, Some(want), m);
                 if r.mismatches >= opts.max_mismatches {
                     break;

@@ -1,7 +1,6 @@
-
-pub mod frames;
-pub mod netns;
-pub mod cli;
-pub mod gen;
-pub mod difftest;
 pub mod bench;
+pub mod cli;
+pub mod difftest;
+pub mod frames;
+pub mod gen;
+pub mod netns;

@@ -81,7 +81,7 @@ const REGRESSIONS: &[Regression] = &[
         r#"{"ips": ["0.0.0.0/0"]}"#,
         "pass",
         "ARP reply from 0.0.0.0 with 0.0.0.0/0 bound (section 5.3: 0.0.0.0 is allowed v4 here)",
-        Some("filter-ebpf/src/arp.rs treats sender 0.0.0.0 as probe-only even when a bound prefix covers it (program: arp_spoof)"),
+        None,
     ),
     (
         "ffffffffffff020000000001080600010800060400020200000000010000000002aaaaaaaaaac0000201",

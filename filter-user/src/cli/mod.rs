@@ -88,7 +88,10 @@ pub fn run() -> Result<()> {
             }
             // One line, like every other error: clap's message without usage and hints.
             let text = e.to_string();
-            let body = text.split("\n\nUsage").next().unwrap_or("invalid arguments");
+            let body = text
+                .split("\n\nUsage")
+                .next()
+                .unwrap_or("invalid arguments");
             let body = body.split("\n\n  tip:").next().unwrap_or(body);
             let body = body.split("For more information").next().unwrap_or(body);
             let line = body.split_whitespace().collect::<Vec<_>>().join(" ");

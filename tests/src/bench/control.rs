@@ -153,12 +153,21 @@ pub fn breakdown(o: &Opts, n: u32) -> Result<Value> {
 /// `nft -f` of a netdev set of `n` IPv6 triples, on a veth of its own netns.
 pub fn nft_install(sizes: &[u32]) -> Result<Vec<(u32, f64)>> {
     let ns = Netns::new("c")?;
-    sys::ip(&ns.name, &["link", "add", "pgb0", "type", "veth", "peer", "name", "pgb1"])?;
+    sys::ip(
+        &ns.name,
+        &[
+            "link", "add", "pgb0", "type", "veth", "peer", "name", "pgb1",
+        ],
+    )?;
     sys::ip(&ns.name, &["link", "set", "pgb0", "up"])?;
     let mut out = Vec::new();
     for &n in sizes {
         let addrs: Vec<_> = (0..n).map(|i| Family::V6.bound(i)).collect();
-        let s = nft::load(&ns.name, "ctl", &nft::netdev_ruleset("pgb0", Family::V6, &addrs))?;
+        let s = nft::load(
+            &ns.name,
+            "ctl",
+            &nft::netdev_ruleset("pgb0", Family::V6, &addrs),
+        )?;
         nft::delete(&ns.name, "netdev", nft::NETDEV_TABLE);
         out.push((n, s));
     }

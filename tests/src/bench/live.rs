@@ -29,8 +29,14 @@ pub const CASES: [(&str, &str); 6] = [
     ("B0", "no-op XDP_DROP"),
     ("B1", "portguard dropping spoofed frames"),
     ("B2", "no-op XDP_PASS into the stack"),
-    ("B3", "no-op XDP_PASS + nftables netdev ingress set lookup, drop"),
-    ("B4", "no-op XDP_PASS + bridge + nftables bridge prerouting set lookup, drop"),
+    (
+        "B3",
+        "no-op XDP_PASS + nftables netdev ingress set lookup, drop",
+    ),
+    (
+        "B4",
+        "no-op XDP_PASS + bridge + nftables bridge prerouting set lookup, drop",
+    ),
     ("B5", "portguard passing bound frames into the stack"),
 ];
 
@@ -99,8 +105,18 @@ pub fn setup(ns: &Netns) -> Result<()> {
             "net.ipv6.conf.default.disable_ipv6=1",
         ],
     )?;
-    sys::ip(n, &["link", "add", "pgb0", "type", "veth", "peer", "name", "pgb1"])?;
-    sys::ip(n, &["link", "add", "pgb2", "type", "veth", "peer", "name", "pgb3"])?;
+    sys::ip(
+        n,
+        &[
+            "link", "add", "pgb0", "type", "veth", "peer", "name", "pgb1",
+        ],
+    )?;
+    sys::ip(
+        n,
+        &[
+            "link", "add", "pgb2", "type", "veth", "peer", "name", "pgb3",
+        ],
+    )?;
     sys::ip(n, &["link", "add", "pgbbr", "type", "bridge"])?;
     sys::ip(n, &["link", "set", "pgb2", "master", "pgbbr"])?;
     for d in ["pgb0", "pgb1", "pgb2", "pgb3", "pgbbr"] {
@@ -136,6 +152,11 @@ pub fn run(o: &Opts, ns: &str, family: Family, n: u32) -> Result<Config> {
 
     let install_nft_netdev_s = nft::load(ns, "nd", &nft::netdev_ruleset("pgb0", family, &addrs))?;
     let install_nft_bridge_s = nft::load(ns, "br", &nft::bridge_ruleset("pgb2", family, &addrs))?;
+    eprintln!(
+        "  B {}_{n}: installed in {install_portguard_s:.2} s (portguard), {install_nft_netdev_s:.2} s + \
+         {install_nft_bridge_s:.2} s (nft netdev + bridge)",
+        family.name()
+    );
     drop(addrs);
     let r = measure(o, ns, &mut inst, family, legit_src, [if0, if1, if2], n);
     nft::delete(ns, "netdev", nft::NETDEV_TABLE);

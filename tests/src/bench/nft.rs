@@ -87,8 +87,8 @@ pub fn load(ns: &str, tag: &str, ruleset: &str) -> Result<f64> {
         std::process::id()
     ));
     {
-        let mut f = std::fs::File::create(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
+        let mut f =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         f.write_all(ruleset.as_bytes())?;
     }
     let p = path.to_string_lossy().into_owned();

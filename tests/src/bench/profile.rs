@@ -42,20 +42,41 @@ impl Profile {
         let m = |k: &str| self.get(k).median();
         let f = self.floor.median();
         vec![
-            ("PORTS lookup (miss) + slot-0 counters + drop, over the floor", m("no_record") - f),
-            ("PORTS hit + MAC check + counters + drop, over the floor", m("mac_spoof_nosample") - f),
-            ("drop-event sampling (RATE lookup, ktime, GCRA)", m("mac_spoof") - m("mac_spoof_nosample")),
-            ("IPv4 header checks + V4_ADDRS lookup (vs an allowed EtherType)", m("legit_v4") - m("ethertype_pass")),
+            (
+                "PORTS lookup (miss) + slot-0 counters + drop, over the floor",
+                m("no_record") - f,
+            ),
+            (
+                "PORTS hit + MAC check + counters + drop, over the floor",
+                m("mac_spoof_nosample") - f,
+            ),
+            (
+                "drop-event sampling (RATE lookup, ktime, GCRA)",
+                m("mac_spoof") - m("mac_spoof_nosample"),
+            ),
+            (
+                "IPv4 header checks + V4_ADDRS lookup (vs an allowed EtherType)",
+                m("legit_v4") - m("ethertype_pass"),
+            ),
             ("whole legit IPv4 path, over the floor", m("legit_v4") - f),
-            ("spoofed IPv4: miss + drop accounting, vs legit (no sampling)", m("spoof_v4_nosample") - m("legit_v4")),
-            ("spoofed IPv4: drop-event sampling", m("spoof_v4") - m("spoof_v4_nosample")),
+            (
+                "spoofed IPv4: miss + drop accounting, vs legit (no sampling)",
+                m("spoof_v4_nosample") - m("legit_v4"),
+            ),
+            (
+                "spoofed IPv4: drop-event sampling",
+                m("spoof_v4") - m("spoof_v4_nosample"),
+            ),
         ]
     }
 
     pub fn json(&self) -> Value {
         let mut v = serde_json::Map::new();
         for (k, what, s) in &self.variants {
-            v.insert(k.to_string(), json!({"what": what, "ns_per_packet": s.json()}));
+            v.insert(
+                k.to_string(),
+                json!({"what": what, "ns_per_packet": s.json()}),
+            );
         }
         json!({
             "floor_noop_pass_ns": self.floor.json(),
@@ -101,8 +122,19 @@ fn prog_info(inst: &mut Instance) -> Value {
         let s = String::from_utf8_lossy(&o.stdout);
         Some(match what {
             // "  12: (bf) r6 = r1" lines
-            "xlated" => s.lines().filter(|l| l.trim_start().split(':').next().is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty())).count(),
-            _ => s.lines().filter(|l| l.starts_with("   ") || l.contains(':')).count(),
+            "xlated" => s
+                .lines()
+                .filter(|l| {
+                    l.trim_start()
+                        .split(':')
+                        .next()
+                        .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty())
+                })
+                .count(),
+            _ => s
+                .lines()
+                .filter(|l| l.starts_with("   ") || l.contains(':'))
+                .count(),
         })
     };
     let o = Command::new("bpftool")
@@ -131,18 +163,72 @@ pub fn run(o: &Opts, dummy: u32) -> Result<Profile> {
     let mut mac_spoof = legit.clone();
     mac_spoof[6..12].copy_from_slice(&[0x02, 0, 0x5e, 0x10, 0, 0x77]);
     let lldp = frames::pad_to(
-        frames::eth(progs::OTHER_MAC, progs::VM_MAC, frames::ETH_P_LLDP, &[0u8; 32]),
+        frames::eth(
+            progs::OTHER_MAC,
+            progs::VM_MAC,
+            frames::ETH_P_LLDP,
+            &[0u8; 32],
+        ),
         60,
     );
     // (name, what, ifindex, frame, sampling on, expected action)
     let variants: Vec<(&str, &str, u32, Vec<u8>, bool, u32)> = vec![
-        ("no_record", "frame on an interface with no port record", dummy, legit.clone(), true, progs::XDP_DROP),
-        ("mac_spoof_nosample", "wrong source MAC, event sampling off", 1, mac_spoof.clone(), false, progs::XDP_DROP),
-        ("mac_spoof", "wrong source MAC (default event sampling)", 1, mac_spoof, true, progs::XDP_DROP),
-        ("ethertype_pass", "allowed extra EtherType (LLDP), no L3 check", 1, lldp, true, progs::XDP_PASS),
-        ("legit_v4", "bound IPv4/UDP", 1, legit, true, progs::XDP_PASS),
-        ("spoof_v4_nosample", "unbound IPv4 source, event sampling off", 1, spoof.clone(), false, progs::XDP_DROP),
-        ("spoof_v4", "unbound IPv4 source (default event sampling)", 1, spoof, true, progs::XDP_DROP),
+        (
+            "no_record",
+            "frame on an interface with no port record",
+            dummy,
+            legit.clone(),
+            true,
+            progs::XDP_DROP,
+        ),
+        (
+            "mac_spoof_nosample",
+            "wrong source MAC, event sampling off",
+            1,
+            mac_spoof.clone(),
+            false,
+            progs::XDP_DROP,
+        ),
+        (
+            "mac_spoof",
+            "wrong source MAC (default event sampling)",
+            1,
+            mac_spoof,
+            true,
+            progs::XDP_DROP,
+        ),
+        (
+            "ethertype_pass",
+            "allowed extra EtherType (LLDP), no L3 check",
+            1,
+            lldp,
+            true,
+            progs::XDP_PASS,
+        ),
+        (
+            "legit_v4",
+            "bound IPv4/UDP",
+            1,
+            legit,
+            true,
+            progs::XDP_PASS,
+        ),
+        (
+            "spoof_v4_nosample",
+            "unbound IPv4 source, event sampling off",
+            1,
+            spoof.clone(),
+            false,
+            progs::XDP_DROP,
+        ),
+        (
+            "spoof_v4",
+            "unbound IPv4 source (default event sampling)",
+            1,
+            spoof,
+            true,
+            progs::XDP_DROP,
+        ),
     ];
     let mut out: Vec<Summary> = vec![Summary::new(); variants.len()];
     let mut floor = Summary::new();
@@ -164,7 +250,8 @@ pub fn run(o: &Opts, dummy: u32) -> Result<Profile> {
         for k in 0..n {
             let i = (k + round) % n;
             if i == variants.len() {
-                floor.push(progs::plain(inst.floor("noop_pass")?, 1, &variants[4].3, o.a_repeat)?.1);
+                floor
+                    .push(progs::plain(inst.floor("noop_pass")?, 1, &variants[4].3, o.a_repeat)?.1);
                 continue;
             }
             let v = &variants[i];

@@ -31,7 +31,8 @@ fn figures(r: &Results) -> Vec<Figure> {
     let b1m = b_config(r, Family::V6, 1_000_000);
     let b6 = b_config(r, Family::V6, 1);
     let scale = |s: Option<&super::scale::Scale>| {
-        s.and_then(|s| s.size(1_000_000)).map(|x| x.ratio_to_1.clone())
+        s.and_then(|s| s.size(1_000_000))
+            .map(|x| x.ratio_to_1.clone())
     };
     let install = |s: Option<&super::scale::Scale>| {
         s.and_then(|s| s.size(1_000_000))
@@ -239,10 +240,17 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
     );
 
     let _ = writeln!(s, "## Targets\n");
-    let _ = writeln!(s, "| metric | what | target | measured median (min-max) | met |");
+    let _ = writeln!(
+        s,
+        "| metric | what | target | measured median (min-max) | met |"
+    );
     let _ = writeln!(s, "|---|---|---|---|---|");
     for f in figures(r) {
-        let val = f.value.as_ref().map(|v| v.show(2)).unwrap_or_else(|| "not run".into());
+        let val = f
+            .value
+            .as_ref()
+            .map(|v| v.show(2))
+            .unwrap_or_else(|| "not run".into());
         let (t, mt) = match f.target {
             Some((t, _, _)) => (
                 t.to_string(),
@@ -285,7 +293,12 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
             s,
             "## Tier A profile: portguard's path stage by stage (plain test_run, warm)\n"
         );
-        let _ = writeln!(s, "No-op XDP_PASS floor: {} ns/packet. Program: {}.\n", p.floor.show(1), p.prog);
+        let _ = writeln!(
+            s,
+            "No-op XDP_PASS floor: {} ns/packet. Program: {}.\n",
+            p.floor.show(1),
+            p.prog
+        );
         let _ = writeln!(s, "| variant | ns/packet |");
         let _ = writeln!(s, "|---|---|");
         for (k, what, v) in &p.variants {
@@ -353,7 +366,11 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
             let _ = write!(
                 s,
                 "| {}, {} ",
-                if c.family == Family::V6 { "IPv6" } else { "IPv4" },
+                if c.family == Family::V6 {
+                    "IPv6"
+                } else {
+                    "IPv4"
+                },
                 fmt_n(c.bindings)
             );
             for (k, _) in live::CASES {
@@ -392,7 +409,14 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
                 .find(|x| x.0 == n)
                 .map(|x| format!("{:.3}", x.1))
                 .unwrap_or_else(|| "-".into());
-            let _ = writeln!(s, "| {} | {} | {} | {} |", fmt_n(n), pg(Family::V6), pg(Family::V4), nf);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                fmt_n(n),
+                pg(Family::V6),
+                pg(Family::V4),
+                nf
+            );
         }
         let _ = writeln!(s);
         if let Some(b) = &r.breakdown {
@@ -415,7 +439,10 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
     }
 
     if let Some(c) = &r.c {
-        let _ = writeln!(s, "## Tier C: real veth traffic (receiver NAPI thread CPU time per dropped frame)\n");
+        let _ = writeln!(
+            s,
+            "## Tier C: real veth traffic (receiver NAPI thread CPU time per dropped frame)\n"
+        );
         let _ = writeln!(s, "| case | ns per dropped frame | frames dropped | generator sent | ratio to portguard |");
         let _ = writeln!(s, "|---|---|---|---|---|");
         if let Some(cases) = c["cases"].as_array() {
@@ -450,23 +477,40 @@ pub fn svg(path: &Path, r: &Results) -> Result<()> {
         series.push((
             format!(
                 "portguard, {} cold lookups (plain test_run)",
-                if sc.family == Family::V6 { "IPv6" } else { "IPv4" }
+                if sc.family == Family::V6 {
+                    "IPv6"
+                } else {
+                    "IPv4"
+                }
             ),
-            sc.sizes.iter().map(|x| (x.bindings as f64, x.all.median())).collect(),
+            sc.sizes
+                .iter()
+                .map(|x| (x.bindings as f64, x.all.median()))
+                .collect(),
             if sc.family == Family::V6 { BLUE } else { CYAN },
         ));
     }
     let bv6: Vec<&live::Config> = r.b.iter().filter(|c| c.family == Family::V6).collect();
     if !bv6.is_empty() {
         for (k, label, color) in [
-            ("B1", "portguard drop, IPv6 (live frames)", RGBColor(0, 0, 120)),
+            (
+                "B1",
+                "portguard drop, IPv6 (live frames)",
+                RGBColor(0, 0, 120),
+            ),
             ("B3", "nft netdev drop, IPv6 (live frames)", RED),
             ("B4", "nft bridge drop, IPv6 (live frames)", MAGENTA),
-            ("B0", "no-op XDP_DROP floor (live frames)", RGBColor(120, 120, 120)),
+            (
+                "B0",
+                "no-op XDP_DROP floor (live frames)",
+                RGBColor(120, 120, 120),
+            ),
         ] {
             series.push((
                 label.to_string(),
-                bv6.iter().map(|c| (c.bindings as f64, c.get(k).median())).collect(),
+                bv6.iter()
+                    .map(|c| (c.bindings as f64, c.get(k).median()))
+                    .collect(),
                 color,
             ));
         }
@@ -483,7 +527,10 @@ pub fn svg(path: &Path, r: &Results) -> Result<()> {
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("portguard: ns per packet vs installed bindings", ("sans-serif", 22))
+        .caption(
+            "portguard: ns per packet vs installed bindings",
+            ("sans-serif", 22),
+        )
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)

@@ -20,7 +20,12 @@ impl Summary {
     }
 
     fn sorted(&self) -> Vec<f64> {
-        let mut s: Vec<f64> = self.samples.iter().copied().filter(|v| v.is_finite()).collect();
+        let mut s: Vec<f64> = self
+            .samples
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
         s.sort_by(|a, b| a.partial_cmp(b).unwrap());
         s
     }

@@ -32,12 +32,16 @@ pub fn pin_cpu(cpu: usize) -> Result<()> {
 
 /// The CPU the benchmark threads are pinned to: the last online one.
 pub fn bench_cpu() -> usize {
-    let n = thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let n = thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     n.saturating_sub(1)
 }
 
 pub fn nr_cpus() -> usize {
-    thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Runs a command and returns its output (spawn failures become errors).
@@ -179,8 +183,7 @@ pub fn cleanup_stale() {
         let mut it = name.split('-');
         it.next() == Some(PREFIX)
             && it.next().is_some_and(|pid| {
-                pid.chars().all(|c| c.is_ascii_digit())
-                    && !Path::new("/proc").join(pid).exists()
+                pid.chars().all(|c| c.is_ascii_digit()) && !Path::new("/proc").join(pid).exists()
             })
     };
     if let Ok(rd) = std::fs::read_dir(BPFFS) {
