@@ -115,8 +115,12 @@ fn sample(
             if et == ETH_P_IP {
                 if let Some(ip) = p.bytes::<20>(l3) {
                     (*ev).ip_version = 4;
-                    (*ev).src_ip = [ip[12], ip[13], ip[14], ip[15], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-                    (*ev).dst_ip = [ip[16], ip[17], ip[18], ip[19], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                    (*ev).src_ip = [
+                        ip[12], ip[13], ip[14], ip[15], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                    ];
+                    (*ev).dst_ip = [
+                        ip[16], ip[17], ip[18], ip[19], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                    ];
                 }
             } else if et == ETH_P_IPV6 {
                 if let Some(ip) = p.bytes::<40>(l3) {
@@ -128,10 +132,19 @@ fn sample(
         }
         let len = p.len();
         if len > 0 {
-            let cap = if len > EVENT_CAPTURE { EVENT_CAPTURE } else { len };
+            let cap = if len > EVENT_CAPTURE {
+                EVENT_CAPTURE
+            } else {
+                len
+            };
             // Written as ((cap - 1) & 127) + 1 so the verifier sees a length in [1, 128].
             let n = ((cap as u32).wrapping_sub(1) & (EVENT_CAPTURE as u32 - 1)) + 1;
-            let rc = bpf_xdp_load_bytes(ctx.ctx, 0, (&raw mut (*ev).data) as *mut core::ffi::c_void, n);
+            let rc = bpf_xdp_load_bytes(
+                ctx.ctx,
+                0,
+                (&raw mut (*ev).data) as *mut core::ffi::c_void,
+                n,
+            );
             if rc == 0 {
                 (*ev).cap_len = n as u8;
             }

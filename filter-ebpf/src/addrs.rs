@@ -16,7 +16,7 @@ pub fn v4_allowed(port: &PortConfig, addr: [u8; 4]) -> bool {
         addr,
     };
     // SAFETY: the value is a plain u8 read once.
-    if unsafe { V4_ADDRS.get(&key) }.is_some() {
+    if unsafe { V4_ADDRS.get(key) }.is_some() {
         return true;
     }
     port.flags & flags::HAS_V4_PREFIX != 0
@@ -34,9 +34,11 @@ pub fn v6_allowed(port: &PortConfig, addr: &[u8; 16]) -> bool {
         addr: *addr,
     };
     // SAFETY: the value is a plain u8 read once.
-    if unsafe { V6_ADDRS.get(&key) }.is_some() {
+    if unsafe { V6_ADDRS.get(key) }.is_some() {
         return true;
     }
     port.flags & flags::HAS_V6_PREFIX != 0
-        && V6_PREFIXES.get(Key::new(LPM_PORT_BITS + 128, key)).is_some()
+        && V6_PREFIXES
+            .get(Key::new(LPM_PORT_BITS + 128, key))
+            .is_some()
 }

@@ -170,7 +170,17 @@ fn icmpv6(
 
     match ty {
         ICMP6_RA | ICMP6_REDIRECT => Reason::RaGuard,
-        ICMP6_NS | ICMP6_NA => nd(p, off, end, ty, code, hop_limit, &target, src_unspecified, port),
+        ICMP6_NS | ICMP6_NA => nd(
+            p,
+            off,
+            end,
+            ty,
+            code,
+            hop_limit,
+            &target,
+            src_unspecified,
+            port,
+        ),
         ICMP6_RS => Reason::Pass,
         _ => Reason::Pass,
     }

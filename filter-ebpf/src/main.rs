@@ -26,7 +26,7 @@ use crate::{maps::PORTS, pkt::Pkt};
 pub fn portguard(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
     // SAFETY: PortConfig is plain data; the map value stays valid for this run.
-    let port = match unsafe { PORTS.get(&ifindex) } {
+    let port = match unsafe { PORTS.get(ifindex) } {
         Some(p) => p,
         // No record at all (attached by hand, or removed under us): fail closed.
         None => return account::finish(&ctx, None, 0, Reason::UnboundPort),

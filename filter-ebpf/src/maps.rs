@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use filter_common::{
-    DropEvent, IndexEntry, IndexKey, PortConfig, PortStats, RateState, V4Key, V6Key, EVENTS_RINGBUF_BYTES, MAX_ADDRS,
-    MAX_PORTS, MAX_PREFIXES,
+    DropEvent, IndexEntry, IndexKey, PortConfig, PortStats, RateState, V4Key, V6Key,
+    EVENTS_RINGBUF_BYTES, MAX_ADDRS, MAX_PORTS, MAX_PREFIXES,
 };
 
 const NO_PREALLOC: u32 = aya_ebpf::bindings::BPF_F_NO_PREALLOC;

@@ -5,14 +5,18 @@ mod setup;
 mod test;
 mod util;
 
-use std::{ffi::OsString, process::ExitCode};
+use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
 use crate::setup::Privilege;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "portguard development tasks")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "portguard development tasks"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -38,20 +42,24 @@ enum Cmd {
     },
     /// Differential fuzzing of the XDP program against the reference model.
     Fuzz {
+        /// Number of frames to generate.
         #[arg(long)]
         frames: Option<u64>,
+        /// Random seed (same seed, same frames).
         #[arg(long)]
         seed: Option<u64>,
         /// Further arguments for the fuzz binary.
         #[arg(last = true)]
         rest: Vec<OsString>,
     },
-    /// Data-path benchmarks.
+    /// Data-path and control-plane benchmarks.
     Bench {
+        /// Short run (under 3 minutes).
         #[arg(long)]
         quick: bool,
+        /// Also write the results as JSON to FILE.
         #[arg(long, value_name = "FILE")]
-        json: Option<OsString>,
+        json: Option<PathBuf>,
         /// Further arguments for the bench binary.
         #[arg(last = true)]
         rest: Vec<OsString>,
@@ -84,7 +92,9 @@ fn main() -> ExitCode {
                 args.push("--quick".into());
             }
             if let Some(f) = json {
-                args.extend(["--json".into(), f]);
+                // The binary runs in the repo root; keep the path relative to where we were called.
+                let f = std::path::absolute(&f).unwrap_or(f);
+                args.extend(["--json".into(), f.into_os_string()]);
             }
             args.extend(rest);
             build::forward("bench", args)

@@ -137,6 +137,20 @@ fn prog_info(inst: &mut Instance) -> Value {
                 .count(),
         })
     };
+    // PGBENCH_DUMP=DIR keeps the translated and JIT-ed code for reading.
+    if let Some(dir) = std::env::var_os("PGBENCH_DUMP") {
+        for what in ["xlated", "jited"] {
+            if let Ok(o) = Command::new("bpftool")
+                .args(["prog", "dump", what, "id", &id.to_string()])
+                .output()
+            {
+                let _ = std::fs::write(
+                    std::path::Path::new(&dir).join(format!("portguard.{what}")),
+                    o.stdout,
+                );
+            }
+        }
+    }
     let o = Command::new("bpftool")
         .args(["-j", "prog", "show", "id", &id.to_string()])
         .output();
@@ -172,7 +186,7 @@ pub fn run(o: &Opts, dummy: u32) -> Result<Profile> {
         60,
     );
     // (name, what, ifindex, frame, sampling on, expected action)
-    let variants: Vec<(&str, &str, u32, Vec<u8>, bool, u32)> = vec![
+    let variants: Vec<(&'static str, &'static str, u32, Vec<u8>, bool, u32)> = vec![
         (
             "no_record",
             "frame on an interface with no port record",
@@ -259,13 +273,26 @@ pub fn run(o: &Opts, dummy: u32) -> Result<Profile> {
             out[i].push(progs::plain(inst.portguard()?, v.2, &v.3, o.a_repeat)?.1);
         }
     }
+    // The same legit frame with address maps of 1024 entries instead of
+    // MAX_ADDRS (4Mi: a 64 MiB bucket array): what the map's size costs warm.
+    let mut small = Instance::with_max_addrs("p-small", Some(1024))?;
+    small.pinned.bind(1, "lo", &b)?;
+    let mut small_s = Summary::new();
+    let mut big_s = Summary::new();
+    for _ in 0..o.rounds {
+        small_s.push(progs::plain(small.portguard()?, 1, &variants[4].3, o.a_repeat)?.1);
+        big_s.push(progs::plain(inst.portguard()?, 1, &variants[4].3, o.a_repeat)?.1);
+    }
     let prog = prog_info(&mut inst);
+    let mut variants: Vec<(&'static str, &'static str, Summary)> = variants
+        .iter()
+        .zip(out)
+        .map(|(v, s)| (v.0, v.1, s))
+        .collect();
+    variants.push(("legit_v4_paired", "bound IPv4/UDP, address maps of MAX_ADDRS entries (paired with the next)", big_s));
+    variants.push(("legit_v4_small_maps", "bound IPv4/UDP, address maps of 1024 entries", small_s));
     Ok(Profile {
-        variants: variants
-            .iter()
-            .zip(out)
-            .map(|(v, s)| (v.0, v.1, s))
-            .collect(),
+        variants,
         floor,
         prog,
     })

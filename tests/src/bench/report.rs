@@ -332,7 +332,7 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
         for x in sc.sizes.iter().chain(&sc.resized) {
             let _ = writeln!(
                 s,
-                "| {} ({}) | {} | {} | {} | {} | {} | {} | {:.3} |",
+                "| {} ({}) | {} | {} | {} | {} | {} | {} | {:.4} |",
                 fmt_n(x.bindings),
                 fmt_n(x.max_addrs),
                 x.all.show(1),
@@ -424,15 +424,15 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
                 s,
                 "Where the time goes ({} IPv6 addresses on scratch maps): one BPF_MAP_UPDATE_ELEM per address {} s; \
                  walking every key (bind walks each address map twice to clear stale generations) {} s; \
-                 the same inserts with BPF_MAP_UPDATE_BATCH (16384 per call) {} s; rebind of the same binding {} s.\n",
+                 the same inserts with BPF_MAP_UPDATE_BATCH (16384 per call) {} s; rebind of the same binding {}.\n",
                 b["addresses"],
                 b["per_element_update_seconds"],
                 b["key_walk_seconds"],
                 b["update_batch_seconds"],
                 if b["rebind_same_size_seconds"].is_null() {
-                    "not measured in --quick".to_string()
+                    "(not measured in --quick)".to_string()
                 } else {
-                    b["rebind_same_size_seconds"].to_string()
+                    format!("{} s", b["rebind_same_size_seconds"])
                 }
             );
         }
@@ -443,18 +443,32 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
             s,
             "## Tier C: real veth traffic (receiver NAPI thread CPU time per dropped frame)\n"
         );
+        let _ = writeln!(
+            s,
+            "Generator (AF_PACKET sendmmsg) on CPU {}, the receiving veth's threaded-NAPI kthread on CPU {}; {} s per case, {} round(s). \
+             Each frame's receive cost includes veth's skb-to-XDP conversion (a page allocation and copy) and freeing the sender's skb, \
+             identical in every case.\n",
+            c["generator_cpu"], c["napi_cpu"], c["seconds_per_case"], c["rounds"]
+        );
         let _ = writeln!(s, "| case | ns per dropped frame | frames dropped | generator sent | ratio to portguard |");
         let _ = writeln!(s, "|---|---|---|---|---|");
+        let show = |v: &Value, p: usize| -> String {
+            match (v["median"].as_f64(), v["min"].as_f64(), v["max"].as_f64()) {
+                (Some(m), Some(a), Some(b)) => format!("{m:.p$} ({a:.p$}-{b:.p$})"),
+                _ => "-".into(),
+            }
+        };
         if let Some(cases) = c["cases"].as_array() {
             for k in cases {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} |",
+                    "| {} {} | {} | {} | {} | {} |",
+                    k["case"].as_str().unwrap_or("?"),
                     k["what"].as_str().unwrap_or("?"),
-                    k["ns_per_dropped_frame"]["median"],
+                    show(&k["ns_per_dropped_frame"], 0),
                     k["dropped"],
                     k["sent"],
-                    k["ratio_to_portguard"]["median"],
+                    show(&k["ratio_to_portguard"], 2),
                 );
             }
         }
