@@ -16,6 +16,7 @@ mod maps;
 mod noop;
 mod pkt;
 mod policy;
+mod vlan_tc;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use filter_common::{flags, Reason};

@@ -2,13 +2,24 @@
 //! Persistent attach = attach, take the link, convert to FdLink, pin it;
 //! re-attach replaces the program inside the pinned link (bpf_link_update),
 //! so there is no instant without enforcement.
-use std::{fs, os::fd::AsRawFd, path::Path};
+//!
+//! Next to XDP, every attached interface gets the tc ingress program
+//! `portguard_vlan` (a tcx link pinned at `links-tc/<iface>`), which polices
+//! VLAN tags carried in skb metadata, invisible to XDP (docs/vlan-offload.md).
+//! The two are attached, replaced and detached together; `links/` alone
+//! tells which interfaces are attached.
+use std::{
+    fs,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::programs::{
-    links::{FdLink, PinnedLink},
+    links::{FdLink, LinkOrder, PinnedLink},
+    tc::{SchedClassifierLink, TcAttachOptions},
     xdp::XdpLink,
-    XdpMode,
+    TcAttachType, XdpMode,
 };
 use filter_common::{ATTACH_GENERIC, ATTACH_NATIVE};
 
@@ -101,6 +112,11 @@ pub fn attach(p: &mut Pinned, ifname: &str, want: RequestedMode) -> Result<Attac
         fd_link
             .pin(&link_path)
             .with_context(|| format!("pinning the link at {}", link_path.display()))?;
+        if let Err(e) = attach_tc(p, ifname, ifindex) {
+            // No half attach: unpinning the only reference to the XDP link detaches it.
+            let _ = fs::remove_file(&link_path);
+            return Err(e);
+        }
         p.mark_attached(ifindex, ifname, mode)?;
         pin_program(p)?;
         Ok(Attached {
@@ -135,6 +151,8 @@ fn replace(p: &mut Pinned, ifname: &str, ifindex: u32, mode: u8) -> Result<Attac
     // The pin keeps the link alive; our fd may close.
     let link = prog.take_link(id).context("taking the XDP link")?;
     drop(FdLink::try_from(link).ok());
+    // Replaced in place too; added when missing (pinned by a build without it).
+    attach_tc(p, ifname, ifindex)?;
     let mode = if mode == 0 { ATTACH_NATIVE } else { mode };
     p.mark_attached(ifindex, ifname, mode)?;
     pin_program(p)?;
@@ -151,7 +169,82 @@ fn pin_program(p: &mut Pinned) -> Result<()> {
     let _ = fs::remove_file(&path);
     p.program()?
         .pin(&path)
-        .with_context(|| format!("pinning the program at {}", path.display()))
+        .with_context(|| format!("pinning the program at {}", path.display()))?;
+    let path = p.dir().join(TC_PROG_PIN);
+    let _ = fs::remove_file(&path);
+    p.vlan_program()?
+        .pin(&path)
+        .with_context(|| format!("pinning the tc program at {}", path.display()))
+}
+
+/// Pin of the last loaded tc VLAN program, next to `prog`.
+pub const TC_PROG_PIN: &str = "prog-tc";
+
+/// `<pin-dir>/links-tc/<iface>`: the tcx link of the tc VLAN program, given the
+/// pin dir's `links/` (kept out of `links/`, whose entries are the attached interfaces).
+pub fn tc_link_path_for(links: &Path, ifname: &str) -> PathBuf {
+    links.with_file_name("links-tc").join(ifname)
+}
+
+pub fn tc_link_path(p: &Pinned, ifname: &str) -> PathBuf {
+    tc_link_path_for(&p.link_dir(), ifname)
+}
+
+/// Removes a pin; a missing one is fine.
+pub fn remove_pin(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing link pin {}", path.display())),
+    }
+}
+
+/// Attaches (or replaces in place) the tc ingress VLAN program on `ifname`
+/// and pins its tcx link. It goes first in the tcx chain, so no other tcx
+/// program can accept a frame before it is seen; it never returns "pass"
+/// (only "next" or "drop"), so what runs after it still runs.
+fn attach_tc(p: &mut Pinned, ifname: &str, ifindex: u32) -> Result<()> {
+    let path = tc_link_path(p, ifname);
+    let dir = path.parent().expect("links-tc/<iface> has a parent");
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if path.exists() {
+        match pinned_link_info(&path) {
+            Ok((BPF_LINK_TYPE_TCX, i)) if i == ifindex => {
+                let pinned = PinnedLink::from_pin(&path)
+                    .with_context(|| format!("opening pinned link {}", path.display()))?;
+                let fd_link: FdLink = pinned.into();
+                let link = SchedClassifierLink::try_from(fd_link)
+                    .context("pinned tc link is not a tcx link")?;
+                let prog = p.vlan_program()?;
+                let id = prog.attach_to_link(link).with_context(|| {
+                    format!("replacing the tc program on {ifname} (bpf_link_update)")
+                })?;
+                let link = prog.take_link(id).context("taking the tc link")?;
+                drop(FdLink::try_from(link).ok());
+                return Ok(());
+            }
+            // Severed (interface recreated), another interface's, or unreadable: replace the pin.
+            _ => remove_pin(&path)?,
+        }
+    }
+    let prog = p.vlan_program()?;
+    let id = prog
+        .attach_with_options(
+            ifname,
+            TcAttachType::Ingress,
+            TcAttachOptions::TcxOrder(LinkOrder::first()),
+        )
+        .with_context(|| {
+            format!("attaching the tc VLAN program to {ifname} ingress (tcx, Linux >= 6.6)")
+        })?;
+    let link = prog.take_link(id).context("taking the tc link")?;
+    let fd_link = FdLink::try_from(link).map_err(|e| {
+        anyhow!("{ifname}: the tc program was not attached through a tcx link, so it cannot be pinned ({e})")
+    })?;
+    fd_link
+        .pin(&path)
+        .with_context(|| format!("pinning the tc link at {}", path.display()))?;
+    Ok(())
 }
 
 /// Removes the interface's link pin (detaching it) and its attach record.
@@ -174,20 +267,35 @@ pub fn detach(p: &mut Pinned, ifname: &str) -> Result<bool> {
     }
     fs::remove_file(&link_path)
         .with_context(|| format!("removing link pin {}", link_path.display()))?;
+    let tc = remove_pin(&tc_link_path(p, ifname));
     if let Some(ifindex) = ifindex {
         p.mark_detached(ifindex)?;
     }
+    tc?;
     let remaining = fs::read_dir(p.link_dir()).map(|d| d.count()).unwrap_or(0);
     Ok(remaining == 0)
 }
 
+const BPF_LINK_TYPE_XDP: u32 = 6;
+const BPF_LINK_TYPE_TCX: u32 = 11;
+
 /// The ifindex an XDP link pinned at `path` is attached to (0 once its
 /// interface is gone), via BPF_OBJ_GET + BPF_OBJ_GET_INFO_BY_FD.
 pub fn pinned_link_ifindex(path: &Path) -> std::io::Result<u32> {
+    let (kind, ifindex) = pinned_link_info(path)?;
+    Ok(if kind == BPF_LINK_TYPE_XDP {
+        ifindex
+    } else {
+        0
+    })
+}
+
+/// The type and ifindex (0 once its interface is gone) of an XDP or tcx link
+/// pinned at `path`.
+fn pinned_link_info(path: &Path) -> std::io::Result<(u32, u32)> {
     use std::os::unix::ffi::OsStrExt;
     const BPF_OBJ_GET: libc::c_long = 7;
     const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-    const BPF_LINK_TYPE_XDP: u32 = 6;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
     let mut attr = [0u64; 16];
     attr[0] = c.as_ptr() as u64;
@@ -221,9 +329,10 @@ pub fn pinned_link_ifindex(path: &Path) -> std::io::Result<u32> {
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // struct bpf_link_info { u32 type, id, prog_id; union (8-aligned) { xdp { u32 ifindex } } }
-    if info[0] != BPF_LINK_TYPE_XDP {
-        return Ok(0);
+    // struct bpf_link_info { u32 type, id, prog_id; union (8-aligned) {
+    //     xdp { u32 ifindex }, tcx { u32 ifindex, attach_type } } }
+    match info[0] {
+        BPF_LINK_TYPE_XDP | BPF_LINK_TYPE_TCX => Ok((info[0], info[4])),
+        other => Ok((other, 0)),
     }
-    Ok(info[4])
 }

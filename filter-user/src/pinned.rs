@@ -5,7 +5,9 @@
 //! ```text
 //! <pin-dir>/maps/{PORTS,V4_ADDRS,V6_ADDRS,V4_PREFIXES,V6_PREFIXES,ADDR_INDEX,STATS,RATE,EVENTS,META}
 //! <pin-dir>/prog             the last loaded program
+//! <pin-dir>/prog-tc          the last loaded tc VLAN program (docs/vlan-offload.md)
 //! <pin-dir>/links/<iface>    the bpf_link attaching the program to <iface>
+//! <pin-dir>/links-tc/<iface> the tcx link attaching the tc VLAN program to <iface>
 //! ```
 //! A rebind is atomic for the data path: new address entries are written
 //! under the next generation, the port record (one map value) is flipped to
@@ -23,7 +25,7 @@ use aya::{
     maps::{
         lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues,
     },
-    programs::Xdp,
+    programs::{SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
 };
 use filter_common::{
@@ -40,6 +42,8 @@ use crate::{
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/portguard";
 pub const PROGRAM_NAME: &str = "portguard";
+/// The tc ingress program policing VLAN tags carried in skb metadata.
+pub const VLAN_PROGRAM_NAME: &str = "portguard_vlan";
 /// Per-pin-dir change locks (bpffs cannot hold regular files).
 pub const LOCK_DIR: &str = "/run/portguard/locks";
 
@@ -143,6 +147,29 @@ impl Pinned {
             prog.load()
                 .map_err(|e| compact_load_error(&e.to_string()))?;
             self.program_loaded = true;
+        }
+        Ok(prog)
+    }
+
+    /// The tc ingress program for VLAN tags in skb metadata, loaded on first use.
+    pub fn vlan_program(&mut self) -> Result<&mut SchedClassifier> {
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(VLAN_PROGRAM_NAME)
+            .ok_or_else(|| anyhow!("the object has no program {VLAN_PROGRAM_NAME}"))?
+            .try_into()
+            .context("program portguard_vlan is not a tc classifier")?;
+        if prog.fd().is_err() {
+            prog.load().map_err(|e| {
+                anyhow!(
+                    "{}",
+                    compact_load_error(&e.to_string()).to_string().replacen(
+                        "the XDP program",
+                        "the tc VLAN program",
+                        1
+                    )
+                )
+            })?;
         }
         Ok(prog)
     }

@@ -960,7 +960,10 @@ pub fn plan_against(
         let before = info.and_then(|i| i.binding.clone());
         let pin = link_pin(links, &spec.iface, ifindex);
         let recorded = info.is_some_and(|i| i.attach_mode != 0);
-        let was_attached = recorded && pin == LinkPin::Ours;
+        // Without its tc VLAN link (pinned by an older build) it needs a re-attach.
+        let was_attached = recorded
+            && pin == LinkPin::Ours
+            && attach::tc_link_path_for(links, &spec.iface).exists();
         let after = spec.binding.clone();
         let renamed = info.is_some_and(|i| i.ifname != spec.iface);
         let (mut fields, added, removed, rebind) = match &before {
@@ -1126,14 +1129,16 @@ pub fn apply(p: &mut Pinned, plan: &Plan, each: &mut dyn FnMut(&Outcome)) -> Res
 
 fn apply_port(p: &mut Pinned, pp: &PortPlan) -> Result<()> {
     let link = p.link_path(&pp.iface);
+    let tc_link = attach::tc_link_path(p, &pp.iface);
     if pp.rebind {
         let b = pp.after.as_ref().expect("a rebind has a binding");
         p.bind(pp.ifindex, &pp.iface, b)
             .with_context(|| format!("binding {}", pp.iface))?;
     }
     if pp.stale_link {
-        // The interface was recreated: its old link is severed; a new one is needed.
+        // The interface was recreated: its old links are severed; new ones are needed.
         remove_pin(&link)?;
+        remove_pin(&tc_link)?;
     }
     if pp.attach {
         if let Err(e) = attach::attach(p, &pp.iface, RequestedMode::Auto) {
@@ -1154,6 +1159,7 @@ fn apply_port(p: &mut Pinned, pp: &PortPlan) -> Result<()> {
         // By ifindex, not by name: the name may belong to a new interface by now.
         if pp.remove_link {
             remove_pin(&link)?;
+            remove_pin(&tc_link)?;
         }
         p.mark_detached(pp.ifindex)
             .with_context(|| format!("detaching {}", pp.iface))?;

@@ -11,10 +11,11 @@
 //! * EtherType: a real LLDP frame (01:80:c2:00:00:0e, with the lab bridge's
 //!   group_fwd_mask set so the bridge forwards it) is dropped as ethertype,
 //!   and delivered once 0x88cc is allowed.
-//! * VLAN: crafted tagged frames (captured on the receiver with the tag
-//!   reconstructed from PACKET_AUXDATA, since the kernel strips it into
-//!   metadata on receive; the bridge has no VLAN filtering and passes tags),
-//!   and real traffic over Linux VLAN sub-interfaces (eth0.100).
+//! * VLAN: crafted tagged frames (the bridge has no VLAN filtering and passes
+//!   tags; the harness capture restores the tag the receive path moves into
+//!   skb metadata), frames tagged through skb metadata on the way out (what a
+//!   Linux VLAN device on a veth produces), and real traffic over VLAN
+//!   sub-interfaces (eth0.100) where the kernel supports them.
 //!
 //! Needs root (namespaces, XDP) and dnsmasq + dhclient (`apt-get install -y
 //! dnsmasq-base isc-dhcp-client`). Run e.g.
@@ -29,11 +30,7 @@ use std::{
     },
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        mpsc, Arc,
-    },
-    thread::{self, JoinHandle},
+    thread,
     time::{Duration, Instant},
 };
 
@@ -148,173 +145,10 @@ fn spec(i: u8, v4: &[(&str, u8)]) -> VmSpec {
     s
 }
 
-// ------------------------------------------------------------------ capture with VLAN tags (private)
-
-fn enter_netns(ns: &str) {
-    let f = fs::File::open(format!("/run/netns/{ns}"))
-        .unwrap_or_else(|e| panic!("open netns {ns}: {e}"));
-    // SAFETY: valid fd; CLONE_NEWNET only affects the calling thread.
-    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(r, 0, "setns {ns}: {}", io::Error::last_os_error());
-}
-
-const SOL_PACKET: i32 = 263;
-const PACKET_AUXDATA: i32 = 8;
-const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
-const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct TpacketAuxdata {
-    tp_status: u32,
-    tp_len: u32,
-    tp_snaplen: u32,
-    tp_mac: u16,
-    tp_net: u16,
-    tp_vlan_tci: u16,
-    tp_vlan_tpid: u16,
-}
-
-/// Captures every frame arriving at a VM's eth0 with its outer VLAN tag put
-/// back in place (as tcpdump does): on receive the kernel moves the tag into
-/// skb metadata, so a plain AF_PACKET read would show the frame untagged.
-struct TagCapture {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Vec<Vec<u8>>>>,
-}
-
-impl TagCapture {
-    fn start(vm: &Vm) -> TagCapture {
-        let (ns, iface) = (vm.ns.clone(), vm.iface.clone());
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let (tx, rx) = mpsc::channel();
-        let handle = thread::spawn(move || {
-            enter_netns(&ns);
-            // SAFETY: plain syscalls on a socket we own, buffers sized as declared.
-            unsafe {
-                let proto = (libc::ETH_P_ALL as u16).to_be();
-                let fd = libc::socket(
-                    libc::AF_PACKET,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                    proto as i32,
-                );
-                assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
-                let fd = OwnedFd::from_raw_fd(fd);
-                let name = CString::new(iface.as_str()).unwrap();
-                let ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
-                let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-                sll.sll_family = libc::AF_PACKET as u16;
-                sll.sll_protocol = proto;
-                sll.sll_ifindex = ifindex;
-                let r = libc::bind(
-                    fd.as_raw_fd(),
-                    &sll as *const _ as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-                assert_eq!(r, 0, "bind: {}", io::Error::last_os_error());
-                let one: libc::c_int = 1;
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    SOL_PACKET,
-                    PACKET_AUXDATA,
-                    &one as *const _ as *const libc::c_void,
-                    4,
-                );
-                let tv = libc::timeval {
-                    tv_sec: 0,
-                    tv_usec: 20_000,
-                };
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_RCVTIMEO,
-                    &tv as *const _ as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as u32,
-                );
-                let _ = tx.send(());
-                let mut out = Vec::new();
-                let mut buf = vec![0u8; 65536];
-                let mut cbuf = [0u64; 64];
-                loop {
-                    let mut from: libc::sockaddr_ll = std::mem::zeroed();
-                    let mut iov = libc::iovec {
-                        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-                        iov_len: buf.len(),
-                    };
-                    let mut msg: libc::msghdr = std::mem::zeroed();
-                    msg.msg_name = &mut from as *mut _ as *mut libc::c_void;
-                    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-                    msg.msg_iov = &mut iov;
-                    msg.msg_iovlen = 1;
-                    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-                    msg.msg_controllen = std::mem::size_of_val(&cbuf);
-                    let n = libc::recvmsg(fd.as_raw_fd(), &mut msg, 0);
-                    if n < 0 {
-                        if stop2.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        continue;
-                    }
-                    if from.sll_ifindex != ifindex || from.sll_pkttype == libc::PACKET_OUTGOING {
-                        continue;
-                    }
-                    let mut frame = buf[..n as usize].to_vec();
-                    let mut c = libc::CMSG_FIRSTHDR(&msg);
-                    while !c.is_null() {
-                        if (*c).cmsg_level == SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA {
-                            let aux: TpacketAuxdata = std::ptr::read_unaligned(
-                                libc::CMSG_DATA(c) as *const TpacketAuxdata
-                            );
-                            if aux.tp_status & TP_STATUS_VLAN_VALID != 0 && frame.len() >= 12 {
-                                let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
-                                    aux.tp_vlan_tpid
-                                } else {
-                                    f::ETH_P_8021Q
-                                };
-                                let mut tag = tpid.to_be_bytes().to_vec();
-                                tag.extend_from_slice(&aux.tp_vlan_tci.to_be_bytes());
-                                frame.splice(12..12, tag);
-                            }
-                        }
-                        c = libc::CMSG_NXTHDR(&msg, c);
-                    }
-                    out.push(frame);
-                }
-                out
-            }
-        });
-        rx.recv().expect("capture thread died");
-        TagCapture {
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    fn finish(mut self) -> Vec<Vec<u8>> {
-        thread::sleep(Duration::from_millis(400));
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle
-            .take()
-            .unwrap()
-            .join()
-            .expect("capture thread panicked")
-    }
-}
-
-impl Drop for TagCapture {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
 /// Sends `frames` from `from`, capturing (tags restored) on `to`; returns
 /// how many of the sent frames arrived exactly as sent.
 fn deliver_tagged(from: &Vm, to: &Vm, frames: &[Vec<u8>]) -> usize {
-    let cap = TagCapture::start(to);
+    let cap = to.capture();
     from.send(frames);
     let got = cap.finish();
     got.iter()
@@ -484,7 +318,7 @@ fn dhclient(vm: &Vm, tmp: &TmpDir, tag: &str, secs: u64) -> Lease {
     )
     .unwrap();
     let lease_file = tmp.path(&format!("{tag}.leases"));
-    let cap = TagCapture::start(vm);
+    let cap = vm.capture();
     let mut dh = Proc::spawn(
         &vm.ns,
         &[
@@ -938,18 +772,18 @@ fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Vec<u8> {
 }
 
 /// A tc egress program on a VM's eth0 that puts every outgoing frame into
-/// VLAN `vid` with `bpf_skb_vlan_push`, i.e. as skb metadata, exactly as a
+/// VLAN `vid` (TPID `tpid`: 0x8100 or 0x88a8) with `bpf_skb_vlan_push`, i.e. as skb metadata, exactly as a
 /// Linux VLAN device (eth0.100) on a veth does with tx-vlan offload (on by
 /// default for veth). It is five raw instructions loaded with bpf(2), so no
 /// compiler is needed; it is attached with `tc ... object-pinned` and goes
 /// away with the VM's namespace.
-fn tc_vlan_push(lab: &Lab, vm: &Vm, vid: u16) {
+fn tc_vlan_push(lab: &Lab, vm: &Vm, tpid: u16, vid: u16) {
     let prog = [
-        insn(0xb7, 2, 0, 0, 0x0081),     // r2 = htons(ETH_P_8021Q)
-        insn(0xb7, 3, 0, 0, vid as i32), // r3 = vid
-        insn(0x85, 0, 0, 0, 18),         // call bpf_skb_vlan_push(r1 = skb, r2, r3)
-        insn(0xb7, 0, 0, 0, 0),          // r0 = TC_ACT_OK
-        insn(0x95, 0, 0, 0, 0),          // exit
+        insn(0xb7, 2, 0, 0, tpid.to_be() as i32), // r2 = htons(tpid)
+        insn(0xb7, 3, 0, 0, vid as i32),          // r3 = vid
+        insn(0x85, 0, 0, 0, 18),                  // call bpf_skb_vlan_push(r1 = skb, r2, r3)
+        insn(0xb7, 0, 0, 0, 0),                   // r0 = TC_ACT_OK
+        insn(0x95, 0, 0, 0, 0),                   // exit
     ]
     .concat();
     let license = CString::new("GPL").unwrap();
@@ -1047,14 +881,14 @@ fn metadata_vlan(mode: &str) {
         Some(mode),
         "attach mode"
     );
-    tc_vlan_push(&lab, a, 100);
+    tc_vlan_push(&lab, a, f::ETH_P_8021Q, 100);
     let udp = |src: &str| f::udp4(f::v4(src), f::v4("192.0.2.2"), 40000, 9, b"metadata tag");
     // Sent untagged by the VM's socket; the tc hook tags it on the way out.
     let sent = f::eth(b.mac(), a.mac(), f::ETH_P_IP, &udp("192.0.2.1"));
     let arrives_as = f::vlan(b.mac(), a.mac(), 100, f::ETH_P_IP, &udp("192.0.2.1"));
     // Frames that reached vm2, tagged (as expected) or not (tag lost).
     let arrivals = |frames: &[Vec<u8>], tagged: &[u8]| -> (usize, usize) {
-        let cap = TagCapture::start(b);
+        let cap = b.capture();
         a.send(frames);
         let got = cap.finish();
         (
@@ -1126,7 +960,7 @@ fn metadata_vlan(mode: &str) {
     // Control: allowed, the frame arrives tagged (so the hook does tag it).
     bind(&lab, a, &["192.0.2.1"], &["--allow-vlan", "100"]);
     let before = counters(&lab, a);
-    let cap = TagCapture::start(b);
+    let cap = b.capture();
     a.send(std::slice::from_ref(&sent));
     let seen = cap.finish();
     let after = counters(&lab, a);
@@ -1158,4 +992,73 @@ fn metadata_vlan(mode: &str) {
         Some(0),
         &[("ipv4_spoof", 1)],
     );
+
+    // Stacked tags: the metadata tag in front of an in-band 802.1Q tag (QinQ
+    // built from both) is vlan even though both VIDs are allowed.
+    let inband = f::vlan(b.mac(), a.mac(), 100, f::ETH_P_IP, &udp("192.0.2.1"));
+    let both = f::qinq(
+        b.mac(),
+        a.mac(),
+        f::ETH_P_8021Q,
+        100,
+        100,
+        f::ETH_P_IP,
+        &udp("192.0.2.1"),
+    );
+    let before = counters(&lab, a);
+    assert_eq!(
+        count(&[inband], &both),
+        0,
+        "metadata tag + in-band tag delivered"
+    );
+    let after = counters(&lab, a);
+    assert_deltas(
+        "metadata + in-band tag",
+        &before,
+        &after,
+        Some(0),
+        &[("vlan", 1)],
+    );
+
+    // Monitor mode without any allowed VLAN: the frame passes, counted as a
+    // would-drop (vlan) and as passed.
+    bind(&lab, a, &["192.0.2.1"], &["--mode", "monitor"]);
+    let before = counters(&lab, a);
+    let (tagged, _) = arrivals(std::slice::from_ref(&sent), &arrives_as);
+    let after = counters(&lab, a);
+    assert_eq!(tagged, 1, "monitor mode: the tagged frame should pass");
+    assert_deltas("metadata VID 100, monitor", &before, &after, Some(1), &[]);
+    assert_eq!(
+        after.would_drop("vlan") - before.would_drop("vlan"),
+        1,
+        "monitor: {after:?}"
+    );
+}
+
+/// An 802.1ad (S-tag, TPID 0x88a8) tag carried as skb metadata is dropped
+/// as vlan even when its VID is in the allow-list (only 802.1Q is allowed).
+#[test]
+fn qinq_service_tag_carried_as_skb_metadata_is_dropped() {
+    let lab = Lab::new(2);
+    let (a, b) = (lab.vm(1), lab.vm(2));
+    guard(&lab, a, &["192.0.2.1"], &["--allow-vlan", "100"]);
+    guard(&lab, b, &["192.0.2.2"], &[]);
+    tc_vlan_push(&lab, a, f::ETH_P_8021AD, 100);
+    let udp = f::udp4(a.ip4(), b.ip4(), 40000, 9, b"s-tag");
+    let sent = f::eth(b.mac(), a.mac(), f::ETH_P_IP, &udp);
+    let as_stag = f::vlan_tpid(b.mac(), a.mac(), f::ETH_P_8021AD, 100, f::ETH_P_IP, &udp);
+    let before = counters(&lab, a);
+    let cap = b.capture();
+    a.send(std::slice::from_ref(&sent));
+    let got = cap.finish();
+    let after = counters(&lab, a);
+    let n = got
+        .iter()
+        .filter(|g| frame_matches(g, &as_stag) || frame_matches(g, &sent))
+        .count();
+    assert_eq!(
+        n, 0,
+        "802.1ad metadata tag delivered: {before:?} -> {after:?}"
+    );
+    assert_deltas("metadata 802.1ad", &before, &after, Some(0), &[("vlan", 1)]);
 }

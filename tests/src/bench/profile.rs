@@ -67,6 +67,10 @@ impl Profile {
                 "spoofed IPv4: drop-event sampling",
                 m("spoof_v4") - m("spoof_v4_nosample"),
             ),
+            (
+                "address maps of 4Mi vs 1024 entries, warm (legit IPv4)",
+                m("legit_v4_paired") - m("legit_v4_small_maps"),
+            ),
         ]
     }
 
@@ -289,8 +293,16 @@ pub fn run(o: &Opts, dummy: u32) -> Result<Profile> {
         .zip(out)
         .map(|(v, s)| (v.0, v.1, s))
         .collect();
-    variants.push(("legit_v4_paired", "bound IPv4/UDP, address maps of MAX_ADDRS entries (paired with the next)", big_s));
-    variants.push(("legit_v4_small_maps", "bound IPv4/UDP, address maps of 1024 entries", small_s));
+    variants.push((
+        "legit_v4_paired",
+        "bound IPv4/UDP, address maps of MAX_ADDRS entries (paired with the next)",
+        big_s,
+    ));
+    variants.push((
+        "legit_v4_small_maps",
+        "bound IPv4/UDP, address maps of 1024 entries",
+        small_s,
+    ));
     Ok(Profile {
         variants,
         floor,
