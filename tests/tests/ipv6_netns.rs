@@ -1096,6 +1096,8 @@ fn explicitly_bound_stable_privacy_link_local_is_allowed() {
     // Bound explicitly: it works both ways.
     let xs = x.to_string();
     bind(&lab, a, &["2001:db8::1", &xs], &[]);
+    // vm2's entry for x is FAILED from the blocked attempt above; start resolution afresh.
+    b.run(&["ip", "-6", "neigh", "flush", "dev", "eth0"]);
     let before = counters(&lab, a);
     assert_ping6(b, &target, None);
     assert_ping6(a, &format!("{}%eth0", ll(b)), None);

@@ -28,11 +28,9 @@ fn types(f: Family) -> (&'static str, &'static str, &'static str) {
     }
 }
 
-/// The set's elements: `n` addresses (`family.bound(i)`; for n == 1 and IPv4
-/// the documentation address the 1-binding portguard case uses).
-fn elements(out: &mut String, iface: &str, f: Family, addrs: &[std::net::IpAddr]) {
+/// One set element `"iface" . VM_MAC . addr` per address.
+fn elements(out: &mut String, iface: &str, addrs: &[std::net::IpAddr]) {
     let m = mac();
-    let _ = f;
     for a in addrs {
         let _ = writeln!(out, "\"{iface}\" . {m} . {a},");
     }
@@ -48,7 +46,7 @@ pub fn netdev_ruleset(iface: &str, f: Family, addrs: &[std::net::IpAddr]) -> Str
         "  set bound {{\n    type iface_index . ether_addr . {ty}\n    size {}\n    elements = {{",
         addrs.len() + 16
     );
-    elements(&mut s, iface, f, addrs);
+    elements(&mut s, iface, addrs);
     let _ = writeln!(s, "    }}\n  }}");
     let _ = writeln!(
         s,
@@ -68,7 +66,7 @@ pub fn bridge_ruleset(iface: &str, f: Family, addrs: &[std::net::IpAddr]) -> Str
         "  set bound {{\n    type iface_index . ether_addr . {ty}\n    size {}\n    elements = {{",
         addrs.len() + 16
     );
-    elements(&mut s, iface, f, addrs);
+    elements(&mut s, iface, addrs);
     let _ = writeln!(s, "    }}\n  }}");
     let _ = writeln!(
         s,

@@ -190,7 +190,8 @@ pub fn run(o: &Opts, dummy: u32) -> Result<Profile> {
         60,
     );
     // (name, what, ifindex, frame, sampling on, expected action)
-    let variants: Vec<(&'static str, &'static str, u32, Vec<u8>, bool, u32)> = vec![
+    type Variant = (&'static str, &'static str, u32, Vec<u8>, bool, u32);
+    let variants: Vec<Variant> = vec![
         (
             "no_record",
             "frame on an interface with no port record",

@@ -19,7 +19,7 @@ struct Figure {
     value: Option<Summary>,
 }
 
-fn b_config<'a>(r: &'a Results, f: Family, n: u32) -> Option<&'a live::Config> {
+fn b_config(r: &Results, f: Family, n: u32) -> Option<&live::Config> {
     r.b.iter().find(|c| c.family == f && c.bindings == n)
 }
 
@@ -246,11 +246,13 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
     );
     let _ = writeln!(s, "|---|---|---|---|---|");
     for f in figures(r) {
-        let val = f
-            .value
-            .as_ref()
-            .map(|v| v.show(2))
-            .unwrap_or_else(|| "not run".into());
+        let val = f.value.as_ref().map(|v| v.show(2)).unwrap_or_else(|| {
+            if o.quick {
+                "not in --quick".into()
+            } else {
+                "not run".into()
+            }
+        });
         let (t, mt) = match f.target {
             Some((t, _, _)) => (
                 t.to_string(),
@@ -486,7 +488,8 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
 pub fn svg(path: &Path, r: &Results) -> Result<()> {
     use plotters::prelude::*;
 
-    let mut series: Vec<(String, Vec<(f64, f64)>, RGBColor)> = Vec::new();
+    type Series = (String, Vec<(f64, f64)>, RGBColor);
+    let mut series: Vec<Series> = Vec::new();
     for sc in &r.a2 {
         series.push((
             format!(

@@ -2,7 +2,6 @@
 //! namespaces (`pgbench-<pid>-<tag>`), temporary pin directories under
 //! /sys/fs/bpf, external commands.
 use std::{
-    ffi::CString,
     fs::File,
     io,
     os::fd::AsRawFd,
@@ -249,8 +248,4 @@ pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
-}
-
-pub fn cstr(s: &str) -> CString {
-    CString::new(s).expect("no NUL")
 }
