@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod audit;
+pub mod batch;
 pub mod binding;
 pub mod bpffs;
 pub mod daemon;

@@ -23,7 +23,8 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{
-        lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues,
+        lpm_trie::Key, Array, HashMap, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray,
+        PerCpuValues,
     },
     programs::{SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
@@ -34,6 +35,7 @@ use filter_common::{
 };
 
 use crate::{
+    batch,
     binding::{fixed_str, str_from_fixed, Binding},
     bpffs,
     parse::IpNet,
@@ -412,33 +414,62 @@ impl Pinned {
         Ok(out)
     }
 
-    /// Writes a generation's addresses: each index entry before its address.
+    /// Writes a generation's addresses, chunk by chunk: a chunk's index
+    /// entries before its addresses, so an interrupted writer leaves nothing
+    /// the index does not list.
     fn write_gen(&mut self, ifindex: u32, generation: u32, nets: &[IpNet]) -> Result<()> {
-        for (idx, net) in nets.iter().enumerate() {
-            let key = IndexKey {
-                ifindex,
-                generation,
-                idx: idx as u32,
-            };
-            self.index
-                .insert(key, net_index(net), 0)
-                .with_context(|| format!("inserting {net} into ADDR_INDEX"))?;
-            self.insert_net(ifindex, generation, net)?;
+        for (c, chunk) in nets.chunks(batch::CHUNK).enumerate() {
+            let base = c * batch::CHUNK;
+            let keys: Vec<IndexKey> = (0..chunk.len())
+                .map(|i| IndexKey {
+                    ifindex,
+                    generation,
+                    idx: (base + i) as u32,
+                })
+                .collect();
+            let entries: Vec<IndexEntry> = chunk.iter().map(net_index).collect();
+            batch::update(self.index.map(), &keys, &entries).context("writing ADDR_INDEX")?;
+            let (v4, v6) = host_keys(ifindex, generation, chunk);
+            batch::update(self.v4.map(), &v4, &vec![1u8; v4.len()])
+                .context("writing V4_ADDRS (map full?)")?;
+            batch::update(self.v6.map(), &v6, &vec![1u8; v6.len()])
+                .context("writing V6_ADDRS (map full?)")?;
+            for net in chunk.iter().filter(|n| !n.is_host()) {
+                self.insert_net(ifindex, generation, net)?;
+            }
         }
         Ok(())
     }
 
-    /// Deletes a generation's addresses, last first, each address before its index entry.
+    /// Deletes a generation's addresses, last chunk first, each chunk's
+    /// addresses before its index entries (the index stays a prefix).
     fn delete_gen(&mut self, ifindex: u32, generation: u32) -> Result<()> {
-        let entries = self.gen_index(ifindex, generation)?;
-        for (idx, e) in entries.iter().enumerate().rev() {
-            self.remove_net(ifindex, generation, &index_net(e))?;
-            let key = IndexKey {
-                ifindex,
-                generation,
-                idx: idx as u32,
-            };
-            ignore_missing(self.index.remove(&key)).context("deleting from ADDR_INDEX")?;
+        let nets: Vec<IpNet> = self
+            .gen_index(ifindex, generation)?
+            .iter()
+            .map(index_net)
+            .collect();
+        let chunks: Vec<(usize, &[IpNet])> = nets
+            .chunks(batch::CHUNK)
+            .enumerate()
+            .map(|(c, ch)| (c * batch::CHUNK, ch))
+            .collect();
+        for (base, chunk) in chunks.into_iter().rev() {
+            for net in chunk.iter().filter(|n| !n.is_host()) {
+                self.remove_net(ifindex, generation, net)?;
+            }
+            let (v4, v6) = host_keys(ifindex, generation, chunk);
+            batch::delete(self.v4.map(), &v4).context("deleting from V4_ADDRS")?;
+            batch::delete(self.v6.map(), &v6).context("deleting from V6_ADDRS")?;
+            let keys: Vec<IndexKey> = (0..chunk.len())
+                .rev()
+                .map(|i| IndexKey {
+                    ifindex,
+                    generation,
+                    idx: (base + i) as u32,
+                })
+                .collect();
+            batch::delete(self.index.map(), &keys).context("deleting from ADDR_INDEX")?;
         }
         Ok(())
     }
@@ -534,6 +565,27 @@ impl Pinned {
     }
 }
 
+/// The exact-address keys of `nets` (prefixes are skipped).
+fn host_keys(ifindex: u32, generation: u32, nets: &[IpNet]) -> (Vec<V4Key>, Vec<V6Key>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for n in nets.iter().filter(|n| n.is_host()) {
+        match n.addr {
+            IpAddr::V4(a) => v4.push(V4Key {
+                ifindex,
+                generation,
+                addr: a.octets(),
+            }),
+            IpAddr::V6(a) => v6.push(V6Key {
+                ifindex,
+                generation,
+                addr: a.octets(),
+            }),
+        }
+    }
+    (v4, v6)
+}
+
 fn net_index(net: &IpNet) -> IndexEntry {
     let mut addr = [0u8; 16];
     let family = match net.addr {
@@ -566,9 +618,13 @@ fn index_net(e: &IndexEntry) -> IpNet {
     }
 }
 
+/// A delete of an entry that is already gone is fine (e.g. the leftovers of
+/// an interrupted bind, whose index lists an address it never wrote). Hash
+/// maps report it as `KeyNotFound`, the LPM trie as a raw ENOENT.
 fn ignore_missing(r: Result<(), MapError>) -> Result<(), MapError> {
     match r {
         Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         other => other,
     }
 }
