@@ -425,7 +425,7 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
             let _ = writeln!(
                 s,
                 "Where the time goes ({} IPv6 addresses on scratch maps): one BPF_MAP_UPDATE_ELEM per address {} s; \
-                 walking every key (bind walks each address map twice to clear stale generations) {} s; \
+                 walking every key of the map (what a rebind would cost without the ADDR_INDEX) {} s; \
                  the same inserts with BPF_MAP_UPDATE_BATCH (16384 per call) {} s; rebind of the same binding {}.\n",
                 b["addresses"],
                 b["per_element_update_seconds"],
