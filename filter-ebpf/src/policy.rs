@@ -92,8 +92,9 @@ pub fn check(p: &Pkt, port: &PortConfig) -> Reason {
     limits::check(port, class)
 }
 
+/// Is `vid` in the port's `allow_vlan` list? (Also used by the tc companion.)
 #[inline(always)]
-fn vlan_allowed(port: &PortConfig, vid: u16) -> bool {
+pub fn vlan_allowed(port: &PortConfig, vid: u16) -> bool {
     let n = port.n_vlans as usize;
     let mut i = 0;
     while i < filter_common::MAX_VLANS {

@@ -19,9 +19,12 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use filter_common::{flags, PortConfig, Reason, MAX_VLANS};
+use filter_common::{flags, Reason};
 
-use crate::maps::{PORTS, STATS};
+use crate::{
+    maps::{PORTS, STATS},
+    policy::vlan_allowed,
+};
 
 /// `__sk_buff.vlan_proto` and `.protocol` hold the EtherType in network byte order.
 const BE_8021Q: u32 = (0x8100u16).to_be() as u32;
@@ -99,20 +102,4 @@ fn shoot(slot: u32, monitor: bool, reason: Reason, len: u32) -> i32 {
     } else {
         TC_ACT_SHOT
     }
-}
-
-#[inline(always)]
-fn vlan_allowed(port: &PortConfig, vid: u16) -> bool {
-    let n = port.n_vlans as usize;
-    let mut i = 0;
-    while i < MAX_VLANS {
-        if i >= n {
-            return false;
-        }
-        if port.vlans[i] == vid {
-            return true;
-        }
-        i += 1;
-    }
-    false
 }

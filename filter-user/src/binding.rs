@@ -40,6 +40,22 @@ pub struct Limit {
 }
 
 impl Limit {
+    /// A limit from optional pps/burst settings (bind flags, state-file keys):
+    /// an explicit pps without a burst gets burst = 2 x pps (at least 1).
+    pub fn from_settings(pps: Option<u32>, burst: Option<u32>, default: Limit) -> Limit {
+        match (pps, burst) {
+            (None, None) => default,
+            (None, Some(b)) => Limit {
+                pps: default.pps,
+                burst: b,
+            },
+            (Some(p), b) => Limit {
+                pps: p,
+                burst: b.unwrap_or_else(|| p.saturating_mul(2).max(1)),
+            },
+        }
+    }
+
     pub fn cfg(self) -> RateCfg {
         RateCfg::new(self.pps, self.burst)
     }

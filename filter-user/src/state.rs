@@ -370,22 +370,6 @@ fn binding_error_field(e: &BindingError) -> &'static str {
     }
 }
 
-/// A limit from optional keys: an explicit pps without burst gets burst = 2 x pps
-/// (at least 1), as with the `bind` flags.
-pub fn limit(pps: Option<u32>, burst: Option<u32>, default: Limit) -> Limit {
-    match (pps, burst) {
-        (None, None) => default,
-        (None, Some(b)) => Limit {
-            pps: default.pps,
-            burst: b,
-        },
-        (Some(p), b) => Limit {
-            pps: p,
-            burst: b.unwrap_or_else(|| p.saturating_mul(2).max(1)),
-        },
-    }
-}
-
 fn valid_ifname(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("interface name is empty".into());
@@ -523,9 +507,9 @@ pub fn parse(text: &str, format: Format, origin: &str) -> Result<State, StateErr
         let mut b = Binding::new(r.mac, r.ips);
         b.tenant = r.tenant;
         b.mode = r.mode;
-        b.broadcast = limit(r.broadcast_pps, r.broadcast_burst, DEFAULT_BROADCAST);
-        b.multicast = limit(r.multicast_pps, r.multicast_burst, DEFAULT_MULTICAST);
-        b.arp = limit(r.arp_pps, r.arp_burst, DEFAULT_ARP);
+        b.broadcast = Limit::from_settings(r.broadcast_pps, r.broadcast_burst, DEFAULT_BROADCAST);
+        b.multicast = Limit::from_settings(r.multicast_pps, r.multicast_burst, DEFAULT_MULTICAST);
+        b.arp = Limit::from_settings(r.arp_pps, r.arp_burst, DEFAULT_ARP);
         b.allow_dhcp_server = r.allow_dhcp_server;
         b.ethertypes = r.allow_ethertype.into_iter().map(|e| e.0).collect();
         b.vlans = r.allow_vlan.into_iter().map(|v| v.0).collect();

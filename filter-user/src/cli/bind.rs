@@ -48,21 +48,6 @@ pub struct Args {
     pub vlans: Vec<String>,
 }
 
-/// A limit from optional flags: an explicit pps without burst gets burst = 2 x pps (at least 1).
-pub fn limit(pps: Option<u32>, burst: Option<u32>, default: Limit) -> Limit {
-    match (pps, burst) {
-        (None, None) => default,
-        (None, Some(b)) => Limit {
-            pps: default.pps,
-            burst: b,
-        },
-        (Some(p), b) => Limit {
-            pps: p,
-            burst: b.unwrap_or_else(|| p.saturating_mul(2).max(1)),
-        },
-    }
-}
-
 impl Args {
     /// Everything the flags say, validated, without touching the kernel.
     pub fn binding(&self) -> Result<Binding> {
@@ -75,9 +60,11 @@ impl Args {
         let mut b = Binding::new(mac, ips);
         b.tenant = self.tenant.clone();
         b.mode = self.mode;
-        b.broadcast = limit(self.broadcast_pps, self.broadcast_burst, DEFAULT_BROADCAST);
-        b.multicast = limit(self.multicast_pps, self.multicast_burst, DEFAULT_MULTICAST);
-        b.arp = limit(self.arp_pps, self.arp_burst, DEFAULT_ARP);
+        b.broadcast =
+            Limit::from_settings(self.broadcast_pps, self.broadcast_burst, DEFAULT_BROADCAST);
+        b.multicast =
+            Limit::from_settings(self.multicast_pps, self.multicast_burst, DEFAULT_MULTICAST);
+        b.arp = Limit::from_settings(self.arp_pps, self.arp_burst, DEFAULT_ARP);
         b.allow_dhcp_server = self.allow_dhcp_server;
         b.ethertypes = self
             .ethertypes

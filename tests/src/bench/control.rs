@@ -1,13 +1,9 @@
 //! Control plane: what installing N addresses costs, and where the time goes.
 //! `Pinned::bind` timings come from Tier A2 (one fresh instance per size);
 //! this module adds a breakdown on scratch maps (per-element inserts through
-//! aya, key iteration as done by `bind`'s generation clean-up, a rebind) and
-//! the proposed optimization, BPF_MAP_UPDATE_BATCH, plus `nft -f` of the same
-//! set for the sizes Tier B does not load anyway.
-use std::{
-    os::fd::{AsFd, AsRawFd},
-    time::Instant,
-};
+//! aya, a full key walk, the library's BPF_MAP_UPDATE_BATCH path, a rebind),
+//! plus `nft -f` of the same set for the sizes Tier B does not load anyway.
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use aya::maps::{HashMap, Map, MapData};
@@ -22,61 +18,11 @@ use super::{
     Opts,
 };
 
-const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-
-/// The `batch` member of `union bpf_attr`.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-/// BPF_MAP_UPDATE_BATCH of `keys` (all with value 1) in chunks of `chunk`.
-pub fn update_batch(fd: i32, keys: &[V6Key], chunk: usize) -> Result<()> {
-    let values = vec![1u8; chunk];
-    for part in keys.chunks(chunk) {
-        let mut attr = BatchAttr {
-            keys: part.as_ptr() as u64,
-            values: values.as_ptr() as u64,
-            count: part.len() as u32,
-            map_fd: fd as u32,
-            ..Default::default()
-        };
-        // SAFETY: attr points at valid key/value arrays of `count` elements
-        // that outlive the call; the kernel reads at most size_of::<BatchAttr>().
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_UPDATE_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>() as u32,
-            )
-        };
-        if r != 0 {
-            bail!(
-                "BPF_MAP_UPDATE_BATCH: {} ({} of {} done)",
-                std::io::Error::last_os_error(),
-                attr.count,
-                part.len()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// V6_ADDRS of a fresh instance under `dir`, and its raw fd.
-fn v6_map(dir: &PinDir) -> Result<(HashMap<MapData, V6Key, u8>, i32)> {
+/// V6_ADDRS of a fresh instance under `dir`.
+fn v6_map(dir: &PinDir) -> Result<HashMap<MapData, V6Key, u8>> {
     portguard::pinned::Pinned::open(&dir.path)?;
     let data = MapData::from_pin(dir.maps().join("V6_ADDRS")).context("opening V6_ADDRS")?;
-    let fd = data.fd().as_fd().as_raw_fd();
-    Ok((HashMap::try_from(Map::HashMap(data))?, fd))
+    Ok(HashMap::try_from(Map::HashMap(data))?)
 }
 
 fn keys(n: u32) -> Vec<V6Key> {
@@ -97,15 +43,15 @@ fn keys(n: u32) -> Vec<V6Key> {
 /// Breakdown of installing `n` IPv6 addresses, on scratch pin directories.
 pub fn breakdown(o: &Opts, n: u32) -> Result<Value> {
     let ks = keys(n);
-    // 1. One BPF_MAP_UPDATE_ELEM per address, as Pinned::bind does.
+    // 1. One BPF_MAP_UPDATE_ELEM per address.
     let d1 = PinDir::new("c1")?;
-    let (mut m, _) = v6_map(&d1)?;
+    let mut m = v6_map(&d1)?;
     let t = Instant::now();
     for k in &ks {
         m.insert(k, 1, 0)?;
     }
     let insert_s = t.elapsed().as_secs_f64();
-    // 2. Walking every key (bind does it twice per family to find stale generations).
+    // 2. Walking every key (what a rebind would cost without ADDR_INDEX).
     let t = Instant::now();
     let walked = m.keys().filter_map(|k| k.ok()).count();
     let iterate_s = t.elapsed().as_secs_f64();
@@ -116,9 +62,10 @@ pub fn breakdown(o: &Opts, n: u32) -> Result<Value> {
     drop(d1);
     // 3. The same inserts batched: BPF_MAP_UPDATE_BATCH, 16384 per call.
     let d2 = PinDir::new("c2")?;
-    let (m, fd) = v6_map(&d2)?;
+    let m = v6_map(&d2)?;
     let t = Instant::now();
-    update_batch(fd, &ks, 16384)?;
+    // The library's batch path (what Pinned::bind uses), 16384 per call.
+    portguard::batch::update(aya::maps::IterableMap::map(&m), &ks, &vec![1u8; ks.len()])?;
     let batch_s = t.elapsed().as_secs_f64();
     let count = m.keys().filter_map(|k| k.ok()).count();
     if count != n as usize {
