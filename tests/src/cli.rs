@@ -29,6 +29,30 @@ pub fn audit_log_for(pin_dir: &Path) -> PathBuf {
     std::env::temp_dir().join(format!("{name}.audit.jsonl"))
 }
 
+/// Removes the lock files the CLI keeps in /run/portguard for `pin_dir`
+/// (change lock and event-reader lock; bpffs cannot hold them).
+pub fn remove_lock_files(pin_dir: &Path) {
+    let Some(name) = pin_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+    else {
+        return;
+    };
+    // The two lock names escape '-' differently ('_' and systemd's \x2d).
+    let forms = [name.replace('-', "_"), name.replace('-', "\\x2d")];
+    for dir in ["/run/portguard", "/run/portguard/locks"] {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let f = e.file_name().to_string_lossy().into_owned();
+            if f.ends_with(".lock") && forms.iter().any(|x| f.contains(x.as_str())) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 /// Runs `portguard --pin-dir PIN ARGS...` in netns `ns`.
 pub fn portguard(ns: &str, pin_dir: &Path, args: &[&str]) -> Output {
     let b = bin();

@@ -168,6 +168,7 @@ impl Default for PinDir {
 impl Drop for PinDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(crate::cli::audit_log_for(&self.path));
+        crate::cli::remove_lock_files(&self.path);
         if let Err(e) = std::fs::remove_dir_all(&self.path) {
             if e.kind() != io::ErrorKind::NotFound {
                 eprintln!("removing {}: {e}", self.path.display());
@@ -460,6 +461,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(crate::cli::audit_log_for(&self.pin_dir));
+        crate::cli::remove_lock_files(&self.pin_dir);
         // Unlinking the pins releases the links, which detaches the programs.
         if let Err(e) = std::fs::remove_dir_all(&self.pin_dir) {
             if e.kind() != io::ErrorKind::NotFound {
