@@ -14,7 +14,7 @@ use crate::util::{capture, is_root, stdout_of, which};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian tools used by the tests and the demo: (command, package).
-const TOOLS: [(&str, &str); 10] = [
+const TOOLS: [(&str, &str); 12] = [
     ("tcpdump", "tcpdump"),
     ("ping", "iputils-ping"),
     ("arping", "arping"),
@@ -25,6 +25,8 @@ const TOOLS: [(&str, &str); 10] = [
     ("ip", "iproute2"),
     ("bpftool", "bpftool"),
     ("nsenter", "util-linux"),
+    ("tc", "iproute2"),
+    ("sysctl", "procps"),
 ];
 
 /// How to treat steps that need root when we are not root.
