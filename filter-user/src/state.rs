@@ -117,7 +117,14 @@ impl fmt::Display for StateError {
         if let Some(field) = &self.field {
             write!(f, ", field `{field}`")?;
         }
-        write!(f, ": {}", self.message)
+        // Parser messages may span lines ("invalid array\nexpected `]`"): errors are one line.
+        let message: Vec<&str> = self
+            .message
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        write!(f, ": {}", message.join("; "))
     }
 }
 
