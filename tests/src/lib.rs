@@ -4,3 +4,4 @@ pub mod difftest;
 pub mod frames;
 pub mod gen;
 pub mod netns;
+pub mod proc;
