@@ -435,7 +435,7 @@ impl Pinned {
             batch::update(self.v6.map(), &v6, &vec![1u8; v6.len()])
                 .context("writing V6_ADDRS (map full?)")?;
             for net in chunk.iter().filter(|n| !n.is_host()) {
-                self.insert_net(ifindex, generation, net)?;
+                self.insert_prefix(ifindex, generation, net)?;
             }
         }
         Ok(())
@@ -456,7 +456,7 @@ impl Pinned {
             .collect();
         for (base, chunk) in chunks.into_iter().rev() {
             for net in chunk.iter().filter(|n| !n.is_host()) {
-                self.remove_net(ifindex, generation, net)?;
+                self.remove_prefix(ifindex, generation, net)?;
             }
             let (v4, v6) = host_keys(ifindex, generation, chunk);
             batch::delete(self.v4.map(), &v4).context("deleting from V4_ADDRS")?;
@@ -474,72 +474,22 @@ impl Pinned {
         Ok(())
     }
 
-    fn remove_net(&mut self, ifindex: u32, generation: u32, net: &IpNet) -> Result<()> {
-        match net.addr {
-            IpAddr::V4(a) => {
-                let key = V4Key {
-                    ifindex,
-                    generation,
-                    addr: a.octets(),
-                };
-                if net.is_host() {
-                    ignore_missing(self.v4.remove(&key))
-                } else {
-                    ignore_missing(
-                        self.v4p
-                            .remove(&Key::new(LPM_PORT_BITS + net.len as u32, key)),
-                    )
-                }
-            }
-            IpAddr::V6(a) => {
-                let key = V6Key {
-                    ifindex,
-                    generation,
-                    addr: a.octets(),
-                };
-                if net.is_host() {
-                    ignore_missing(self.v6.remove(&key))
-                } else {
-                    ignore_missing(
-                        self.v6p
-                            .remove(&Key::new(LPM_PORT_BITS + net.len as u32, key)),
-                    )
-                }
-            }
+    /// Prefixes go through the LPM tries one by one (they do not batch, and
+    /// are few); host addresses are batched by `write_gen`/`delete_gen`.
+    fn insert_prefix(&mut self, ifindex: u32, generation: u32, net: &IpNet) -> Result<()> {
+        match prefix_key(ifindex, generation, net) {
+            PrefixKey::V4(k) => self.v4p.insert(&k, 1, 0),
+            PrefixKey::V6(k) => self.v6p.insert(&k, 1, 0),
         }
-        .with_context(|| format!("deleting {net}"))
+        .with_context(|| format!("inserting {net} (prefix maps full?)"))
     }
 
-    fn insert_net(&mut self, ifindex: u32, generation: u32, net: &IpNet) -> Result<()> {
-        match net.addr {
-            IpAddr::V4(a) => {
-                let key = V4Key {
-                    ifindex,
-                    generation,
-                    addr: a.octets(),
-                };
-                if net.is_host() {
-                    self.v4.insert(key, 1, 0)
-                } else {
-                    self.v4p
-                        .insert(&Key::new(LPM_PORT_BITS + net.len as u32, key), 1, 0)
-                }
-            }
-            IpAddr::V6(a) => {
-                let key = V6Key {
-                    ifindex,
-                    generation,
-                    addr: a.octets(),
-                };
-                if net.is_host() {
-                    self.v6.insert(key, 1, 0)
-                } else {
-                    self.v6p
-                        .insert(&Key::new(LPM_PORT_BITS + net.len as u32, key), 1, 0)
-                }
-            }
-        }
-        .with_context(|| format!("inserting {net} (address maps full?)"))
+    fn remove_prefix(&mut self, ifindex: u32, generation: u32, net: &IpNet) -> Result<()> {
+        ignore_missing(match prefix_key(ifindex, generation, net) {
+            PrefixKey::V4(k) => self.v4p.remove(&k),
+            PrefixKey::V6(k) => self.v6p.remove(&k),
+        })
+        .with_context(|| format!("deleting {net}"))
     }
 
     /// Lowest slot no port record uses; its counters and buckets are reset.
@@ -562,6 +512,34 @@ impl Pinned {
             .set(slot, RateState::default(), 0)
             .context("resetting RATE slot")?;
         Ok(slot)
+    }
+}
+
+enum PrefixKey {
+    V4(Key<V4Key>),
+    V6(Key<V6Key>),
+}
+
+/// The LPM key of a prefix: (ifindex, generation) then the prefix bits.
+fn prefix_key(ifindex: u32, generation: u32, net: &IpNet) -> PrefixKey {
+    let len = LPM_PORT_BITS + net.len as u32;
+    match net.addr {
+        IpAddr::V4(a) => PrefixKey::V4(Key::new(
+            len,
+            V4Key {
+                ifindex,
+                generation,
+                addr: a.octets(),
+            },
+        )),
+        IpAddr::V6(a) => PrefixKey::V6(Key::new(
+            len,
+            V6Key {
+                ifindex,
+                generation,
+                addr: a.octets(),
+            },
+        )),
     }
 }
 
