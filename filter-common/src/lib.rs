@@ -11,10 +11,15 @@ mod reason;
 pub use reason::{Reason, N_REASONS};
 
 /// Version of the pinned map layout (keys, values, map set). Stored in `META[0]`.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Maximum number of ports (bindings or attached interfaces) per pin directory.
 pub const MAX_PORTS: u32 = 4096;
+/// Entries of `PORT_INDEX`, the direct-mapped ifindex -> record cache (a power of two).
+pub const PORT_INDEX_SLOTS: u32 = 1 << 16;
+/// Exact addresses per family kept in the port record itself (no map lookup).
+/// A binding with more host addresses of a family keeps all of them in `V*_ADDRS`.
+pub const MAX_INLINE_ADDRS: usize = 4;
 /// Maximum exact-address entries per family (all ports together, both generations).
 pub const MAX_ADDRS: u32 = 1 << 22;
 /// Maximum prefix entries per family.
@@ -45,6 +50,11 @@ pub mod flags {
     /// The record holds a binding. Without it the port is attached but unbound:
     /// every frame is `unbound_port` (fail closed), counted in the port's slot.
     pub const BOUND: u16 = 1 << 4;
+    /// The port's IPv4 host addresses are in `V4_ADDRS` (more than
+    /// `MAX_INLINE_ADDRS` of them); otherwise they are all in `v4_inline`.
+    pub const HAS_V4_TABLE: u16 = 1 << 5;
+    /// The same for IPv6, `V6_ADDRS` and `v6_inline`.
+    pub const HAS_V6_TABLE: u16 = 1 << 6;
 }
 
 /// One token bucket's configuration, as a GCRA: a frame conforms when the
@@ -85,8 +95,25 @@ impl RateCfg {
     }
 }
 
-/// The binding of one port, keyed by ifindex in `PORTS`. Replaced as a whole
-/// (one map update), which is what makes a rebind atomic for the data path.
+/// Where a port's live record is: `CONFIGS[cfg]`, with `cfg = slot * 2 + half`.
+/// Value of `PORTS` (keyed by ifindex) and of `PORT_INDEX` (at `ifindex %
+/// PORT_INDEX_SLOTS`, valid when its `ifindex` matches). A rebind writes the
+/// other half of the slot, then flips `cfg`'s low bit: the only byte that
+/// changes, so a reader sees the old or the new record, never a mix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortRef {
+    pub ifindex: u32,
+    pub cfg: u32,
+}
+
+impl PortRef {
+    pub const fn slot(&self) -> u32 {
+        self.cfg >> 1
+    }
+}
+
+/// The binding of one port, in `CONFIGS` (two halves per slot, see [`PortRef`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortConfig {
@@ -117,6 +144,14 @@ pub struct PortConfig {
     pub tenant: [u8; 32],
     /// Interface name at bind time, NUL-padded.
     pub ifname: [u8; 16],
+    /// IPv4 host addresses (network byte order, as read from the frame), first
+    /// `n_v4_inline` valid; only without `HAS_V4_TABLE`.
+    pub v4_inline: [u32; MAX_INLINE_ADDRS],
+    /// IPv6 host addresses, first `n_v6_inline` valid; only without `HAS_V6_TABLE`.
+    pub v6_inline: [[u8; 16]; MAX_INLINE_ADDRS],
+    pub n_v4_inline: u8,
+    pub n_v6_inline: u8,
+    pub _pad2: [u8; 6],
 }
 
 /// Key of `V4_ADDRS`, and (inside an LPM key, prefix length 64 + plen) of `V4_PREFIXES`.
@@ -170,7 +205,7 @@ pub struct Counter {
     pub bytes: u64,
 }
 
-/// Per-port, per-CPU counters (`STATS`, a per-CPU hash keyed by ifindex).
+/// Per-port, per-CPU counters (`STATS`, a per-CPU array indexed by port slot).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortStats {
@@ -251,7 +286,9 @@ pub struct DropEvent {
 
 // The kernel and userspace must agree on these to the byte.
 const _: () = assert!(core::mem::size_of::<RateCfg>() == 24);
-const _: () = assert!(core::mem::size_of::<PortConfig>() == 232);
+const _: () = assert!(core::mem::size_of::<PortConfig>() == 320);
+const _: () = assert!(core::mem::size_of::<PortRef>() == 8);
+const _: () = assert!(PORT_INDEX_SLOTS.is_power_of_two());
 const _: () = assert!(core::mem::size_of::<V4Key>() == 12);
 const _: () = assert!(core::mem::size_of::<V6Key>() == 24);
 const _: () = assert!(core::mem::size_of::<IndexKey>() == 12);
@@ -289,6 +326,7 @@ mod user {
     // SAFETY: all of these are repr(C), Copy, with explicit padding fields and no
     // pointers, so every bit pattern is valid and none has implicit padding.
     unsafe impl aya::Pod for PortConfig {}
+    unsafe impl aya::Pod for PortRef {}
     unsafe impl aya::Pod for V4Key {}
     unsafe impl aya::Pod for V6Key {}
     unsafe impl aya::Pod for IndexKey {}

@@ -16,22 +16,22 @@ mod maps;
 mod noop;
 mod pkt;
 mod policy;
+mod port;
 mod vlan_tc;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use filter_common::{flags, Reason};
 
-use crate::{maps::PORTS, pkt::Pkt};
+use crate::pkt::Pkt;
 
 #[xdp]
 pub fn portguard(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
-    // SAFETY: PortConfig is plain data; the map value stays valid for this run.
-    let port = match unsafe { PORTS.get(ifindex) } {
+    let port = match port::record(ifindex) {
         Some(p) => p,
-        // No record at all (attached by hand, or removed under us): fail closed.
         None => return account::finish(&ctx, None, 0, Reason::UnboundPort),
     };
+    // No binding (or no record at all: attached by hand, removed under us): fail closed.
     if port.flags & flags::BOUND == 0 {
         return account::finish(&ctx, Some(port), port.slot, Reason::UnboundPort);
     }

@@ -5,15 +5,28 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use filter_common::{
-    DropEvent, IndexEntry, IndexKey, PortConfig, PortStats, RateState, V4Key, V6Key,
-    EVENTS_RINGBUF_BYTES, MAX_ADDRS, MAX_PORTS, MAX_PREFIXES,
+    DropEvent, IndexEntry, IndexKey, PortConfig, PortRef, PortStats, RateState, V4Key, V6Key,
+    EVENTS_RINGBUF_BYTES, MAX_ADDRS, MAX_PORTS, MAX_PREFIXES, PORT_INDEX_SLOTS,
 };
 
 const NO_PREALLOC: u32 = aya_ebpf::bindings::BPF_F_NO_PREALLOC;
 
-/// ifindex -> the port's binding (or its attach-only record).
+/// ifindex -> where the port's live record is in `CONFIGS`. Every port has
+/// one; the data path reads it only when `PORT_INDEX` does not hold the port.
 #[map]
-pub static PORTS: HashMap<u32, PortConfig> = HashMap::pinned(MAX_PORTS, 0);
+pub static PORTS: HashMap<u32, PortRef> = HashMap::pinned(MAX_PORTS, 0);
+
+/// `ifindex % PORT_INDEX_SLOTS` -> the same `PortRef`, when that entry is this
+/// port's (its `ifindex` matches): one array lookup, which the verifier
+/// inlines, instead of a hash lookup per frame. Ports whose entry another port
+/// holds (ifindexes `PORT_INDEX_SLOTS` apart) are found through `PORTS`.
+#[map]
+pub static PORT_INDEX: Array<PortRef> = Array::pinned(PORT_INDEX_SLOTS, 0);
+
+/// Port records, two halves per slot (`PortRef::cfg`); index 0 (slot 0) is
+/// never written: all zero, it is the unbound record of interfaces with none.
+#[map]
+pub static CONFIGS: Array<PortConfig> = Array::pinned(2 * MAX_PORTS, 0);
 
 /// (ifindex, generation, address) -> 1: exact bound addresses, O(1).
 #[map]

@@ -6,7 +6,7 @@
 //! such a frame as untagged. This program runs right after XDP on the same
 //! interface and applies the VLAN rules of docs/policy.md section 2 to the
 //! metadata tag; the frame bytes (the inner frame) were already checked by
-//! XDP. O(1): no frame parsing, one PORTS lookup, only for tagged frames.
+//! XDP. O(1): no frame parsing, one record lookup, only for tagged frames.
 //!
 //! Counting (see docs/vlan-offload.md): XDP already counted a frame it let
 //! through as `passed`. When this program drops it, it takes that back
@@ -21,10 +21,7 @@ use aya_ebpf::{
 };
 use filter_common::{flags, Reason};
 
-use crate::{
-    maps::{PORTS, STATS},
-    policy::vlan_allowed,
-};
+use crate::{maps::STATS, policy::vlan_allowed, port};
 
 /// `__sk_buff.vlan_proto` and `.protocol` hold the EtherType in network byte order.
 const BE_8021Q: u32 = (0x8100u16).to_be() as u32;
@@ -51,8 +48,7 @@ pub fn portguard_vlan(ctx: TcContext) -> i32 {
             (*skb).len,
         )
     };
-    // SAFETY: PortConfig is plain data; the map value stays valid for this run.
-    let port = match unsafe { PORTS.get(ifindex) } {
+    let port = match port::record(ifindex) {
         Some(p) => p,
         None => return shoot(0, false, Reason::UnboundPort, len),
     };

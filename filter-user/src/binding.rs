@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use filter_common::{
     eui64_link_local, flags, PortConfig, RateCfg, ATTACH_GENERIC, ATTACH_NATIVE, MAX_ETHERTYPES,
-    MAX_VLANS,
+    MAX_INLINE_ADDRS, MAX_VLANS,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -202,6 +202,25 @@ impl Binding {
         if self.mode == Mode::Monitor {
             f |= flags::MONITOR;
         }
+        // Few host addresses ride in the record (no lookup per frame); more go
+        // to the exact-address maps (`Pinned` writes them when the flag is set).
+        let (v4, v6) = self.host_addrs();
+        let mut v4_inline = [0u32; MAX_INLINE_ADDRS];
+        if v4.len() > MAX_INLINE_ADDRS {
+            f |= flags::HAS_V4_TABLE;
+        } else {
+            for (d, a) in v4_inline.iter_mut().zip(&v4) {
+                *d = u32::from_ne_bytes(*a);
+            }
+        }
+        let mut v6_inline = [[0u8; 16]; MAX_INLINE_ADDRS];
+        if v6.len() > MAX_INLINE_ADDRS {
+            f |= flags::HAS_V6_TABLE;
+        } else {
+            for (d, a) in v6_inline.iter_mut().zip(&v6) {
+                *d = *a;
+            }
+        }
         let mut ethertypes = [0u16; MAX_ETHERTYPES];
         for (d, s) in ethertypes.iter_mut().zip(&self.ethertypes) {
             *d = *s;
@@ -229,7 +248,33 @@ impl Binding {
             slot: 0,
             tenant: fixed_str(&self.tenant),
             ifname: fixed_str(ifname),
+            n_v4_inline: if f & flags::HAS_V4_TABLE == 0 {
+                v4.len() as u8
+            } else {
+                0
+            },
+            n_v6_inline: if f & flags::HAS_V6_TABLE == 0 {
+                v6.len() as u8
+            } else {
+                0
+            },
+            v4_inline,
+            v6_inline,
+            _pad2: [0; 6],
         }
+    }
+
+    /// The host (full-length) addresses, per family.
+    fn host_addrs(&self) -> (Vec<[u8; 4]>, Vec<[u8; 16]>) {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for n in self.ips.iter().filter(|n| n.is_host()) {
+            match n.addr {
+                IpAddr::V4(a) => v4.push(a.octets()),
+                IpAddr::V6(a) => v6.push(a.octets()),
+            }
+        }
+        (v4, v6)
     }
 
     /// Rebuilds a binding from a record and the addresses stored for it.
@@ -253,6 +298,12 @@ impl Binding {
             slot: _,
             tenant,
             ifname: _,
+            // Derived from the addresses, which come from the index.
+            v4_inline: _,
+            v6_inline: _,
+            n_v4_inline: _,
+            n_v6_inline: _,
+            _pad2: _,
         } = c;
         let mut ips = ips;
         ips.sort();
@@ -320,6 +371,30 @@ mod tests {
         let c = b.port_config(7, "vm1");
         assert_eq!(c.flags & flags::HAS_V4_PREFIX, flags::HAS_V4_PREFIX);
         assert_eq!(c.flags & flags::HAS_V6_PREFIX, 0);
+        assert_eq!(c.flags & (flags::HAS_V4_TABLE | flags::HAS_V6_TABLE), 0);
+        assert_eq!((c.n_v4_inline, c.n_v6_inline), (1, 1));
+        assert_eq!(c.v4_inline[0], u32::from_ne_bytes([192, 0, 2, 11]));
+        assert_eq!(c.v6_inline[0][15], 0x11);
+        assert_eq!(Binding::from_config(&c, b.ips.clone()), b);
+    }
+
+    #[test]
+    fn more_host_addresses_than_fit_go_to_the_table() {
+        let mac = Mac::parse_unicast("02:00:00:00:00:01").unwrap();
+        let many: Vec<IpNet> = (1..=MAX_INLINE_ADDRS as u8 + 1)
+            .map(|i| format!("192.0.2.{i}").parse().unwrap())
+            .chain([
+                "2001:db8::1".parse().unwrap(),
+                "2001:db8::/64".parse().unwrap(),
+            ])
+            .collect();
+        let b = Binding::new(mac, many).normalize().unwrap();
+        let c = b.port_config(7, "vm1");
+        assert_eq!(c.flags & flags::HAS_V4_TABLE, flags::HAS_V4_TABLE);
+        assert_eq!(c.n_v4_inline, 0);
+        // IPv6: one host address inline; the prefix is never inline.
+        assert_eq!(c.flags & flags::HAS_V6_TABLE, 0);
+        assert_eq!(c.n_v6_inline, 1);
         assert_eq!(Binding::from_config(&c, b.ips.clone()), b);
     }
 

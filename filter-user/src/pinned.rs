@@ -3,16 +3,19 @@
 //!
 //! Layout:
 //! ```text
-//! <pin-dir>/maps/{PORTS,V4_ADDRS,V6_ADDRS,V4_PREFIXES,V6_PREFIXES,ADDR_INDEX,STATS,RATE,EVENTS,META}
+//! <pin-dir>/maps/{PORTS,PORT_INDEX,CONFIGS,V4_ADDRS,V6_ADDRS,V4_PREFIXES,V6_PREFIXES,
+//!                  ADDR_INDEX,STATS,RATE,EVENTS,META}
 //! <pin-dir>/prog             the last loaded program
 //! <pin-dir>/prog-tc          the last loaded tc VLAN program (docs/vlan-offload.md)
 //! <pin-dir>/links/<iface>    the bpf_link attaching the program to <iface>
 //! <pin-dir>/links-tc/<iface> the tcx link attaching the tc VLAN program to <iface>
 //! ```
 //! A rebind is atomic for the data path: new address entries are written
-//! under the next generation, the port record (one map value) is flipped to
-//! it, then the previous generation is deleted. `ADDR_INDEX` lists each
-//! generation's addresses so none of this scans the (large) address maps.
+//! under the next generation, the new record (which names that generation)
+//! is written into the idle half of the port's slot in `CONFIGS`, `PORTS` and
+//! `PORT_INDEX` are flipped to it (one bit of one map value each), then the
+//! previous generation is deleted. `ADDR_INDEX` lists each generation's
+//! addresses so none of this scans the (large) address maps.
 use std::{
     collections::BTreeSet,
     fs,
@@ -30,8 +33,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use filter_common::{
-    flags, IndexEntry, IndexKey, PortConfig, PortStats, RateState, V4Key, V6Key, LAYOUT_VERSION,
-    LPM_PORT_BITS, MAX_PORTS,
+    flags, IndexEntry, IndexKey, PortConfig, PortRef, PortStats, RateState, V4Key, V6Key,
+    LAYOUT_VERSION, LPM_PORT_BITS, MAX_PORTS, PORT_INDEX_SLOTS,
 };
 
 use crate::{
@@ -65,12 +68,14 @@ pub struct PortInfo {
 pub struct Pinned {
     dir: PathBuf,
     ebpf: Ebpf,
-    pub(crate) ports: HashMap<MapData, u32, PortConfig>,
+    ports: HashMap<MapData, u32, PortRef>,
+    port_index: Array<MapData, PortRef>,
+    configs: Array<MapData, PortConfig>,
     v4: HashMap<MapData, V4Key, u8>,
     v6: HashMap<MapData, V6Key, u8>,
     v4p: LpmTrie<MapData, V4Key, u8>,
     v6p: LpmTrie<MapData, V6Key, u8>,
-    index: HashMap<MapData, IndexKey, IndexEntry>,
+    addr_index: HashMap<MapData, IndexKey, IndexEntry>,
     stats: PerCpuArray<MapData, PortStats>,
     rate: Array<MapData, RateState>,
     program_loaded: bool,
@@ -95,8 +100,10 @@ impl Pinned {
             .with_context(|| format!("cannot create pin directory {}", maps_dir.display()))?;
         check_layout(&maps_dir)?;
 
+        let tick = tick_ns()?;
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&maps_dir)
+            .override_global("TICK_NS", &tick, true)
             .load(EBPF_OBJECT)
             .with_context(|| {
                 format!(
@@ -113,11 +120,13 @@ impl Pinned {
         Ok(Pinned {
             dir: dir.to_path_buf(),
             ports: take(&mut ebpf, "PORTS")?,
+            port_index: take(&mut ebpf, "PORT_INDEX")?,
+            configs: take(&mut ebpf, "CONFIGS")?,
             v4: take(&mut ebpf, "V4_ADDRS")?,
             v6: take(&mut ebpf, "V6_ADDRS")?,
             v4p: take(&mut ebpf, "V4_PREFIXES")?,
             v6p: take(&mut ebpf, "V6_PREFIXES")?,
-            index: take(&mut ebpf, "ADDR_INDEX")?,
+            addr_index: take(&mut ebpf, "ADDR_INDEX")?,
             stats: take(&mut ebpf, "STATS")?,
             rate: take(&mut ebpf, "RATE")?,
             ebpf,
@@ -183,11 +192,86 @@ impl Pinned {
             .ok_or_else(|| anyhow!("the EVENTS map was already taken"))
     }
 
+    /// The live record of `ifindex`, as the data path sees it.
     pub fn config(&self, ifindex: u32) -> Result<Option<PortConfig>> {
+        match self.live_ref(ifindex)? {
+            Some(r) => Ok(Some(
+                self.configs.get(&r.cfg, 0).context("reading CONFIGS")?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Where the data path finds the record of `ifindex`: its `PORT_INDEX`
+    /// entry when that entry holds this port, else `PORTS`. Written `PORTS`
+    /// first, `PORT_INDEX` second, so after an interrupted write this still
+    /// names the record the data path uses.
+    fn live_ref(&self, ifindex: u32) -> Result<Option<PortRef>> {
+        let e = self
+            .port_index
+            .get(&index_slot(ifindex), 0)
+            .context("reading PORT_INDEX")?;
+        if e.ifindex == ifindex && ifindex != 0 {
+            return Ok(Some(e));
+        }
         match self.ports.get(&ifindex, 0) {
-            Ok(c) => Ok(Some(c)),
+            Ok(r) => Ok(Some(r)),
             Err(MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(e).context("reading PORTS"),
+        }
+    }
+
+    /// Makes `cfg` the live record of `ifindex`: written into the idle half
+    /// of its slot in `CONFIGS` (the data path reads only the other half), then
+    /// `PORTS` and `PORT_INDEX` are flipped to it. The flip changes the low
+    /// bit of `PortRef::cfg` only, so no reader can see a mix of two records.
+    fn put(&mut self, ifindex: u32, cfg: &PortConfig) -> Result<()> {
+        let next = match self.live_ref(ifindex)? {
+            Some(r) if r.slot() == cfg.slot => r.cfg ^ 1,
+            Some(r) => bail!(
+                "port {ifindex} is in slot {} but its new record names slot {}",
+                r.slot(),
+                cfg.slot
+            ),
+            None => cfg.slot * 2,
+        };
+        self.configs.set(next, *cfg, 0).context("writing CONFIGS")?;
+        let r = PortRef { ifindex, cfg: next };
+        self.ports.insert(ifindex, r, 0).context("updating PORTS")?;
+        // Claim the index entry when it is free, ours, or left by a port that
+        // no longer exists; else this port is found through PORTS.
+        let i = index_slot(ifindex);
+        let e = self.port_index.get(&i, 0).context("reading PORT_INDEX")?;
+        let claim = e.ifindex == ifindex
+            || e.ifindex == 0
+            || matches!(self.ports.get(&e.ifindex, 0), Err(MapError::KeyNotFound));
+        if claim {
+            if e.ifindex != ifindex && e.ifindex != 0 {
+                // Through zero, so no reader pairs our ifindex with its record.
+                self.port_index
+                    .set(i, PortRef::default(), 0)
+                    .context("updating PORT_INDEX")?;
+            }
+            self.port_index
+                .set(i, r, 0)
+                .context("updating PORT_INDEX")?;
+        }
+        Ok(())
+    }
+
+    /// Removes the record of `ifindex` (index entry first: a reader then
+    /// finds it through PORTS, then not at all).
+    fn remove(&mut self, ifindex: u32) -> Result<()> {
+        let i = index_slot(ifindex);
+        let e = self.port_index.get(&i, 0).context("reading PORT_INDEX")?;
+        if e.ifindex == ifindex {
+            self.port_index
+                .set(i, PortRef::default(), 0)
+                .context("clearing PORT_INDEX")?;
+        }
+        match self.ports.remove(&ifindex) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e).context("removing from PORTS"),
         }
     }
 
@@ -245,8 +329,6 @@ impl Pinned {
         if let Some(c) = old.as_ref().filter(|_| live.is_none()) {
             self.delete_gen(ifindex, c.generation)?;
         }
-        self.write_gen(ifindex, generation, &b.ips)?;
-
         let mut cfg = b.port_config(ifindex, ifname);
         cfg.generation = generation;
         match &old {
@@ -256,9 +338,8 @@ impl Pinned {
             }
             None => cfg.slot = self.new_slot()?,
         }
-        self.ports
-            .insert(ifindex, cfg, 0)
-            .context("updating PORTS (the binding flip)")?;
+        self.write_gen(ifindex, generation, &b.ips, cfg.flags)?;
+        self.put(ifindex, &cfg).context("the binding flip")?;
         // The data path now only sees `generation`: drop the previous one.
         if let Some(g) = live {
             self.delete_gen(ifindex, g)?;
@@ -287,12 +368,10 @@ impl Pinned {
             old.attach_mode,
         );
         rec.generation = old.generation;
-        self.ports
-            .insert(ifindex, rec, 0)
-            .context("updating PORTS")?;
+        self.put(ifindex, &rec)?;
         self.delete_gen(ifindex, old.generation)?;
         if old.attach_mode == 0 {
-            self.ports.remove(&ifindex).context("removing from PORTS")?;
+            self.remove(ifindex)?;
         }
         Ok(previous)
     }
@@ -304,15 +383,13 @@ impl Pinned {
             Some(mut c) => {
                 c.attach_mode = mode;
                 c.ifname = fixed_str(ifname);
-                self.ports.insert(ifindex, c, 0).context("updating PORTS")?;
+                self.put(ifindex, &c)?;
                 Ok(false)
             }
             None => {
                 let slot = self.new_slot()?;
                 let rec = attach_only_record(ifindex, ifname, slot, mode);
-                self.ports
-                    .insert(ifindex, rec, 0)
-                    .context("updating PORTS")?;
+                self.put(ifindex, &rec)?;
                 Ok(true)
             }
         }
@@ -323,13 +400,26 @@ impl Pinned {
         let _lock = self.change_lock()?;
         if let Some(mut c) = self.config(ifindex)? {
             if c.flags & flags::BOUND == 0 {
-                self.ports.remove(&ifindex).context("removing from PORTS")?;
+                self.remove(ifindex)?;
             } else {
                 c.attach_mode = 0;
-                self.ports.insert(ifindex, c, 0).context("updating PORTS")?;
+                self.put(ifindex, &c)?;
             }
         }
         Ok(())
+    }
+
+    /// Rewrites the live record of `ifindex` through `f` (atomically, like a
+    /// rebind). Low level, for tools and benchmarks: `bind` is the way to
+    /// change a binding. False when the port has no record.
+    pub fn edit_record(&mut self, ifindex: u32, f: impl FnOnce(&mut PortConfig)) -> Result<bool> {
+        let _lock = self.change_lock()?;
+        let Some(mut c) = self.config(ifindex)? else {
+            return Ok(false);
+        };
+        f(&mut c);
+        self.put(ifindex, &c)?;
+        Ok(true)
     }
 
     pub fn port(&self, ifindex: u32) -> Result<Option<PortInfo>> {
@@ -342,9 +432,11 @@ impl Pinned {
     /// Every port with a record, sorted by interface name.
     pub fn ports(&self) -> Result<Vec<PortInfo>> {
         let mut out = Vec::new();
-        for item in self.ports.iter() {
-            let (_, c) = item.context("iterating PORTS")?;
-            out.push(self.info(&c)?);
+        for item in self.ports.keys() {
+            let ifindex = item.context("iterating PORTS")?;
+            if let Some(c) = self.config(ifindex)? {
+                out.push(self.info(&c)?);
+            }
         }
         out.sort_by(|a, b| a.ifname.cmp(&b.ifname).then(a.ifindex.cmp(&b.ifindex)));
         Ok(out)
@@ -405,7 +497,7 @@ impl Pinned {
                 generation,
                 idx,
             };
-            match self.index.get(&key, 0) {
+            match self.addr_index.get(&key, 0) {
                 Ok(e) => out.push(e),
                 Err(MapError::KeyNotFound) => break,
                 Err(e) => return Err(e).context("reading ADDR_INDEX"),
@@ -416,8 +508,15 @@ impl Pinned {
 
     /// Writes a generation's addresses, chunk by chunk: a chunk's index
     /// entries before its addresses, so an interrupted writer leaves nothing
-    /// the index does not list.
-    fn write_gen(&mut self, ifindex: u32, generation: u32, nets: &[IpNet]) -> Result<()> {
+    /// the index does not list. Host addresses go to `V*_ADDRS` only when the
+    /// record's `HAS_V*_TABLE` flag says they are not inline (`rec_flags`).
+    fn write_gen(
+        &mut self,
+        ifindex: u32,
+        generation: u32,
+        nets: &[IpNet],
+        rec_flags: u16,
+    ) -> Result<()> {
         for (c, chunk) in nets.chunks(batch::CHUNK).enumerate() {
             let base = c * batch::CHUNK;
             let keys: Vec<IndexKey> = (0..chunk.len())
@@ -428,8 +527,14 @@ impl Pinned {
                 })
                 .collect();
             let entries: Vec<IndexEntry> = chunk.iter().map(net_index).collect();
-            batch::update(self.index.map(), &keys, &entries).context("writing ADDR_INDEX")?;
-            let (v4, v6) = host_keys(ifindex, generation, chunk);
+            batch::update(self.addr_index.map(), &keys, &entries).context("writing ADDR_INDEX")?;
+            let (mut v4, mut v6) = host_keys(ifindex, generation, chunk);
+            if rec_flags & flags::HAS_V4_TABLE == 0 {
+                v4.clear();
+            }
+            if rec_flags & flags::HAS_V6_TABLE == 0 {
+                v6.clear();
+            }
             batch::update(self.v4.map(), &v4, &vec![1u8; v4.len()])
                 .context("writing V4_ADDRS (map full?)")?;
             batch::update(self.v6.map(), &v6, &vec![1u8; v6.len()])
@@ -442,7 +547,9 @@ impl Pinned {
     }
 
     /// Deletes a generation's addresses, last chunk first, each chunk's
-    /// addresses before its index entries (the index stays a prefix).
+    /// addresses before its index entries (the index stays a prefix). Inline
+    /// addresses have no entries; deleting them anyway finds nothing (ENOENT
+    /// is skipped) and keeps this independent of the record.
     fn delete_gen(&mut self, ifindex: u32, generation: u32) -> Result<()> {
         let nets: Vec<IpNet> = self
             .gen_index(ifindex, generation)?
@@ -469,7 +576,7 @@ impl Pinned {
                     idx: (base + i) as u32,
                 })
                 .collect();
-            batch::delete(self.index.map(), &keys).context("deleting from ADDR_INDEX")?;
+            batch::delete(self.addr_index.map(), &keys).context("deleting from ADDR_INDEX")?;
         }
         Ok(())
     }
@@ -496,8 +603,8 @@ impl Pinned {
     fn new_slot(&mut self) -> Result<u32> {
         let mut used = BTreeSet::new();
         for item in self.ports.iter() {
-            let (_, c) = item.context("iterating PORTS")?;
-            used.insert(c.slot);
+            let (_, r) = item.context("iterating PORTS")?;
+            used.insert(r.slot());
         }
         let slot = (1..MAX_PORTS)
             .find(|s| !used.contains(s))
@@ -634,6 +741,11 @@ fn attach_only_record(ifindex: u32, ifname: &str, slot: u32, mode: u8) -> PortCo
         slot,
         tenant: [0; 32],
         ifname: fixed_str(ifname),
+        v4_inline: [0; filter_common::MAX_INLINE_ADDRS],
+        v6_inline: [[0; 16]; filter_common::MAX_INLINE_ADDRS],
+        n_v4_inline: 0,
+        n_v6_inline: 0,
+        _pad2: [0; 6],
     }
 }
 
@@ -704,6 +816,32 @@ fn compact_load_error(msg: &str) -> anyhow::Error {
         "loading the XDP program: {} verifier: {tail}",
         head.trim().trim_end_matches('.')
     )
+}
+
+/// The kernel's tick (jiffy) in ns: the resolution of CLOCK_MONOTONIC_COARSE
+/// (TICK_NSEC). The data path's rate buckets count time in jiffies times this.
+fn tick_ns() -> Result<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_getres writes one timespec we own.
+    if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } != 0 {
+        bail!(
+            "clock_getres(CLOCK_MONOTONIC_COARSE): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    if ns == 0 || ns > 100_000_000 {
+        bail!("clock_getres(CLOCK_MONOTONIC_COARSE) gave an implausible tick of {ns} ns");
+    }
+    Ok(ns)
+}
+
+/// The `PORT_INDEX` entry that can hold `ifindex`.
+fn index_slot(ifindex: u32) -> u32 {
+    ifindex & (PORT_INDEX_SLOTS - 1)
 }
 
 /// Removes a whole pin directory (detaching every pinned link in it).

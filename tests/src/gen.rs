@@ -29,7 +29,7 @@
 //! off, the model's sections 1-6 verdict is the program's final reason.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use filter_common::{MAX_ETHERTYPES, MAX_VLANS};
+use filter_common::{MAX_ETHERTYPES, MAX_INLINE_ADDRS, MAX_VLANS};
 use portguard::{
     binding::{Binding, Limit, Mode},
     parse::{IpNet, Mac as BoundMac},
@@ -352,7 +352,14 @@ impl Gen {
     pub fn binding(&mut self) -> Binding {
         let rng = &mut self.rng;
         let mut ips = Vec::new();
-        for _ in 0..rng.range(0, 4) {
+        // Hosts beyond MAX_INLINE_ADDRS move a family from the record to the
+        // exact-address map: draw both layouts.
+        let n4 = if rng.chance(25) {
+            rng.range(MAX_INLINE_ADDRS + 1, MAX_INLINE_ADDRS + 3)
+        } else {
+            rng.range(0, 4)
+        };
+        for _ in 0..n4 {
             ips.push(IpNet {
                 addr: IpAddr::V4(doc_v4(rng)),
                 len: 32,
@@ -365,7 +372,12 @@ impl Gen {
                 len,
             });
         }
-        for _ in 0..rng.range(0, 3) {
+        let n6 = if rng.chance(25) {
+            rng.range(MAX_INLINE_ADDRS + 1, MAX_INLINE_ADDRS + 3)
+        } else {
+            rng.range(0, 3)
+        };
+        for _ in 0..n6 {
             ips.push(IpNet {
                 addr: IpAddr::V6(doc_v6(rng)),
                 len: 128,
@@ -1272,6 +1284,7 @@ mod tests {
             "203.0.113.0/24".parse().unwrap(),
             "2001:db8::/32".parse().unwrap(),
         ];
+        let (mut inline, mut table) = (0, 0);
         for _ in 0..500 {
             let b = g.binding();
             let c = |v6: bool, host: bool| {
@@ -1280,8 +1293,16 @@ mod tests {
                     .filter(|n| n.addr.is_ipv6() == v6 && n.is_host() == host)
                     .count()
             };
-            assert!(c(false, true) <= 4 && c(false, false) <= 2);
-            assert!(c(true, true) <= 3 && c(true, false) <= 1);
+            let max_hosts = MAX_INLINE_ADDRS + 3;
+            assert!(c(false, true) <= max_hosts && c(false, false) <= 2);
+            assert!(c(true, true) <= max_hosts && c(true, false) <= 1);
+            for v6 in [false, true] {
+                if c(v6, true) > MAX_INLINE_ADDRS {
+                    table += 1;
+                } else if c(v6, true) > 0 {
+                    inline += 1;
+                }
+            }
             for n in &b.ips {
                 assert!(
                     docs.iter().any(|d| d.contains(n.addr) && d.len <= n.len),
@@ -1292,6 +1313,11 @@ mod tests {
             assert_eq!((b.broadcast.pps, b.multicast.pps, b.arp.pps), (0, 0, 0));
             assert_eq!(b.clone().normalize().unwrap(), b);
         }
+        // Both address layouts of the record get exercised.
+        assert!(
+            inline > 100 && table > 100,
+            "inline {inline}, table {table}"
+        );
     }
 
     /// The generator must reach every verdict (else the differential run

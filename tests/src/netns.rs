@@ -488,7 +488,7 @@ pub fn ifindex_in(ns: &str, iface: &str) -> Option<u32> {
 // ---------------------------------------------------------------- AF_PACKET
 
 /// Moves the calling thread into netns `ns` (only this thread).
-fn enter_netns(ns: &str) -> Result<()> {
+pub fn enter_netns(ns: &str) -> Result<()> {
     let f = File::open(format!("/run/netns/{ns}")).with_context(|| format!("open netns {ns}"))?;
     // SAFETY: valid fd; CLONE_NEWNET only affects this thread.
     if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {

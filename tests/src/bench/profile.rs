@@ -14,9 +14,8 @@
 //! | spoof_v4 | the same + drop-event sampling |
 use std::process::Command;
 
-use anyhow::{Context, Result};
-use aya::maps::{HashMap, Map, MapData};
-use filter_common::{PortConfig, RateCfg};
+use anyhow::Result;
+use filter_common::RateCfg;
 use serde_json::{json, Value};
 
 use super::{
@@ -91,21 +90,16 @@ impl Profile {
     }
 }
 
-fn ports(inst: &Instance) -> Result<HashMap<MapData, u32, PortConfig>> {
-    let data = MapData::from_pin(inst.dir.maps().join("PORTS")).context("opening PORTS")?;
-    Ok(HashMap::try_from(Map::HashMap(data))?)
-}
-
 /// Sets or clears drop-event sampling in the record of `ifindex`.
-fn set_sampling(inst: &Instance, ifindex: u32, on: bool) -> Result<()> {
-    let mut m = ports(inst)?;
-    let mut c = m.get(&ifindex, 0)?;
-    c.events = if on {
-        portguard::binding::DEFAULT_EVENTS.cfg()
-    } else {
-        RateCfg::DISABLED
-    };
-    m.insert(ifindex, c, 0)?;
+fn set_sampling(inst: &mut Instance, ifindex: u32, on: bool) -> Result<()> {
+    let found = inst.pinned.edit_record(ifindex, |c| {
+        c.events = if on {
+            portguard::binding::DEFAULT_EVENTS.cfg()
+        } else {
+            RateCfg::DISABLED
+        };
+    })?;
+    anyhow::ensure!(found, "no record for ifindex {ifindex}");
     Ok(())
 }
 
@@ -252,7 +246,7 @@ pub fn run(o: &Opts, dummy: u32) -> Result<Profile> {
     let mut out: Vec<Summary> = vec![Summary::new(); variants.len()];
     let mut floor = Summary::new();
     let mut sampling = true;
-    let mut set = |inst: &Instance, on: bool| -> Result<()> {
+    let mut set = |inst: &mut Instance, on: bool| -> Result<()> {
         if sampling != on {
             set_sampling(inst, 1, on)?;
             sampling = on;
@@ -260,7 +254,7 @@ pub fn run(o: &Opts, dummy: u32) -> Result<Profile> {
         Ok(())
     };
     for v in &variants {
-        set(&inst, v.4)?;
+        set(&mut inst, v.4)?;
         let (ret, _) = progs::plain(inst.portguard()?, v.2, &v.3, o.a_repeat / 4)?;
         progs::expect(v.0, ret, v.5)?;
     }
@@ -274,7 +268,7 @@ pub fn run(o: &Opts, dummy: u32) -> Result<Profile> {
                 continue;
             }
             let v = &variants[i];
-            set(&inst, v.4)?;
+            set(&mut inst, v.4)?;
             out[i].push(progs::plain(inst.portguard()?, v.2, &v.3, o.a_repeat)?.1);
         }
     }

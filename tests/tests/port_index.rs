@@ -1,0 +1,303 @@
+//! How the data path finds a port's record (filter-common `PortRef`):
+//! `PORT_INDEX[ifindex % PORT_INDEX_SLOTS]` when that entry is the port's,
+//! else the `PORTS` hash; records in `CONFIGS`, two halves per slot; and the
+//! two homes of a port's host addresses (inline in the record, or the
+//! exact-address map beyond `MAX_INLINE_ADDRS`).
+//!
+//! Interfaces with chosen ifindexes (`ip link add ... index N`) in a private
+//! network namespace; frames go through BPF_PROG_TEST_RUN from a thread
+//! inside it (the kernel resolves `ingress_ifindex` in the caller's netns).
+//!
+//! Needs root. Run through `cargo xtask test`.
+use std::{net::Ipv4Addr, path::Path};
+
+use aya::maps::{Array, Map, MapData};
+use filter_common::{flags, PortRef, Reason, MAX_INLINE_ADDRS, PORT_INDEX_SLOTS};
+use portguard::{
+    binding::{Binding, Limit},
+    parse::{IpNet, Mac as PMac},
+    pinned::Pinned,
+    testrun::run_frame,
+};
+use portguard_tests::{
+    frames::{self as f, Mac},
+    netns::{cmd, enter_netns, must, unique_id, PinDir},
+};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const MAC_A: Mac = [0x02, 0, 0, 0, 0xa0, 0x01];
+const MAC_B: Mac = [0x02, 0, 0, 0, 0xb0, 0x01];
+/// Two ifindexes that share a PORT_INDEX entry.
+const IFX_A: u32 = 7;
+const IFX_B: u32 = 7 + PORT_INDEX_SLOTS;
+
+/// A network namespace removed on drop (also on panic).
+struct Ns(String);
+
+impl Ns {
+    fn new() -> Ns {
+        let name = unique_id();
+        must(&["ip", "netns", "add", &name]);
+        Ns(name)
+    }
+
+    /// A veth (peer in the same namespace, both up) with the given ifindex.
+    fn veth(&self, name: &str, ifindex: u32) {
+        let peer = format!("{name}p");
+        must(&[
+            "ip",
+            "-n",
+            &self.0,
+            "link",
+            "add",
+            "name",
+            name,
+            "index",
+            &ifindex.to_string(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ]);
+        must(&["ip", "-n", &self.0, "link", "set", name, "up"]);
+        must(&["ip", "-n", &self.0, "link", "set", &peer, "up"]);
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        cmd(&["ip", "netns", "del", &self.0]);
+    }
+}
+
+fn binding(mac: Mac, ips: &[&str]) -> Binding {
+    let ips = ips.iter().map(|s| s.parse::<IpNet>().unwrap()).collect();
+    let mut b = Binding::new(PMac(mac), ips);
+    let off = Limit { pps: 0, burst: 0 };
+    b.broadcast = off;
+    b.multicast = off;
+    b.arp = off;
+    b.normalize().unwrap()
+}
+
+fn udp(src_mac: Mac, src: Ipv4Addr) -> Vec<u8> {
+    let pkt = f::udp4(src, f::v4("203.0.113.1"), 4000, 5000, b"portguard");
+    f::eth_ipv4([0x02, 0, 0, 0, 0, 0xfe], src_mac, &pkt)
+}
+
+fn index_entry(pin: &Path, ifindex: u32) -> PortRef {
+    let data = MapData::from_pin(pin.join("maps/PORT_INDEX")).expect("open PORT_INDEX");
+    let arr: Array<MapData, PortRef> = Array::try_from(Map::Array(data)).unwrap();
+    arr.get(&(ifindex % PORT_INDEX_SLOTS), 0).unwrap()
+}
+
+/// Runs `body` on a thread inside `ns` (test_run resolves ifindexes there).
+fn inside(ns: &Ns, body: impl FnOnce() + Send) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter_netns(&ns.0).expect("setns");
+            body();
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
+}
+
+#[test]
+fn ports_sharing_an_index_entry_are_both_enforced() {
+    let ns = Ns::new();
+    ns.veth("pga", IFX_A);
+    ns.veth("pgb", IFX_B);
+    let pin = PinDir::new();
+    inside(&ns, || {
+        let mut p = Pinned::open(&pin.path).expect("Pinned::open");
+        p.bind(IFX_A, "pga", &binding(MAC_A, &["192.0.2.1"]))
+            .unwrap();
+        p.bind(IFX_B, "pgb", &binding(MAC_B, &["192.0.2.2"]))
+            .unwrap();
+        let a = udp(MAC_A, f::v4("192.0.2.1"));
+        let b = udp(MAC_B, f::v4("192.0.2.2"));
+        let run = |p: &mut Pinned, ifx: u32, frame: &[u8]| {
+            run_frame(p.program().unwrap(), ifx, frame).unwrap()
+        };
+
+        // A holds the shared entry; B is found through PORTS.
+        assert_eq!(index_entry(&pin.path, IFX_A).ifindex, IFX_A);
+        assert_eq!(run(&mut p, IFX_A, &a), XDP_PASS);
+        assert_eq!(run(&mut p, IFX_A, &b), XDP_DROP, "B's frame on A");
+        assert_eq!(run(&mut p, IFX_B, &b), XDP_PASS);
+        assert_eq!(run(&mut p, IFX_B, &a), XDP_DROP, "A's frame on B");
+        assert_eq!(
+            p.counters(IFX_B).unwrap().dropped[Reason::MacSpoof as usize].packets,
+            1
+        );
+        assert_eq!(
+            p.counters(IFX_A).unwrap().dropped[Reason::MacSpoof as usize].packets,
+            1
+        );
+
+        // Rebinds of the port without the entry flip through PORTS alone.
+        for i in 3..6u8 {
+            let ip = format!("192.0.2.{i}");
+            p.bind(IFX_B, "pgb", &binding(MAC_B, &[&ip])).unwrap();
+            assert_eq!(
+                run(&mut p, IFX_B, &udp(MAC_B, f::v4(&ip))),
+                XDP_PASS,
+                "{ip}"
+            );
+            assert_eq!(
+                run(&mut p, IFX_B, &b),
+                XDP_DROP,
+                "old address after rebind {i}"
+            );
+        }
+
+        // A goes away: its entry is freed and its frames meet no record.
+        p.unbind(IFX_A).unwrap();
+        assert_eq!(index_entry(&pin.path, IFX_A), PortRef::default());
+        assert_eq!(run(&mut p, IFX_A, &a), XDP_DROP);
+        assert!(p.config(IFX_A).unwrap().is_none());
+
+        // B's next change claims the entry; both ways of finding it agree.
+        p.bind(IFX_B, "pgb", &binding(MAC_B, &["192.0.2.2"]))
+            .unwrap();
+        let e = index_entry(&pin.path, IFX_B);
+        assert_eq!(e.ifindex, IFX_B);
+        assert_eq!(p.config(IFX_B).unwrap().unwrap().slot, e.slot());
+        assert_eq!(run(&mut p, IFX_B, &b), XDP_PASS);
+        assert_eq!(run(&mut p, IFX_A, &a), XDP_DROP);
+
+        // A comes back while B holds the entry: found through PORTS.
+        p.bind(IFX_A, "pga", &binding(MAC_A, &["192.0.2.1"]))
+            .unwrap();
+        assert_eq!(index_entry(&pin.path, IFX_A).ifindex, IFX_B);
+        assert_eq!(run(&mut p, IFX_A, &a), XDP_PASS);
+        assert_eq!(run(&mut p, IFX_B, &b), XDP_PASS);
+        assert_eq!(run(&mut p, IFX_A, &b), XDP_DROP);
+        let listed: Vec<u32> = p.ports().unwrap().iter().map(|i| i.ifindex).collect();
+        assert_eq!(listed, vec![IFX_A, IFX_B]);
+    });
+}
+
+#[test]
+fn rebinds_alternate_the_halves_of_a_slot() {
+    let ns = Ns::new();
+    ns.veth("pga", IFX_A);
+    let pin = PinDir::new();
+    inside(&ns, || {
+        let mut p = Pinned::open(&pin.path).expect("Pinned::open");
+        p.bind(IFX_A, "pga", &binding(MAC_A, &["192.0.2.1"]))
+            .unwrap();
+        let first = index_entry(&pin.path, IFX_A);
+        p.bind(IFX_A, "pga", &binding(MAC_A, &["192.0.2.9"]))
+            .unwrap();
+        let second = index_entry(&pin.path, IFX_A);
+        assert_eq!(first.slot(), second.slot());
+        assert_eq!(
+            first.cfg ^ 1,
+            second.cfg,
+            "the flip changes the low bit only"
+        );
+        assert_eq!(
+            run_frame(p.program().unwrap(), IFX_A, &udp(MAC_A, f::v4("192.0.2.1"))).unwrap(),
+            XDP_DROP
+        );
+        assert_eq!(
+            run_frame(p.program().unwrap(), IFX_A, &udp(MAC_A, f::v4("192.0.2.9"))).unwrap(),
+            XDP_PASS
+        );
+    });
+}
+
+/// Host addresses beyond MAX_INLINE_ADDRS per family live in the exact-address
+/// maps; rebinding between the two layouts leaves nothing of the other behind.
+#[test]
+fn addresses_move_between_the_record_and_the_maps() {
+    let ns = Ns::new();
+    ns.veth("pga", IFX_A);
+    let pin = PinDir::new();
+    let many: Vec<String> = (1..=MAX_INLINE_ADDRS + 2)
+        .map(|i| format!("192.0.2.{i}"))
+        .chain((1..=MAX_INLINE_ADDRS + 2).map(|i| format!("2001:db8::{i:x}")))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    inside(&ns, || {
+        let mut p = Pinned::open(&pin.path).expect("Pinned::open");
+        let run = |p: &mut Pinned, src: &str| {
+            run_frame(p.program().unwrap(), IFX_A, &udp(MAC_A, f::v4(src))).unwrap()
+        };
+        let run6 = |p: &mut Pinned, src: &str| {
+            let pkt = f::udp6(f::v6(src), f::v6("2001:db8:ffff::1"), 4000, 5000, b"pg");
+            let frame = f::eth_ipv6([0x02, 0, 0, 0, 0, 0xfe], MAC_A, &pkt);
+            run_frame(p.program().unwrap(), IFX_A, &frame).unwrap()
+        };
+
+        p.bind(IFX_A, "pga", &binding(MAC_A, &many)).unwrap();
+        let c = p.config(IFX_A).unwrap().unwrap();
+        assert_eq!(
+            c.flags & (flags::HAS_V4_TABLE | flags::HAS_V6_TABLE),
+            flags::HAS_V4_TABLE | flags::HAS_V6_TABLE
+        );
+        for i in 1..=MAX_INLINE_ADDRS + 2 {
+            assert_eq!(
+                run(&mut p, &format!("192.0.2.{i}")),
+                XDP_PASS,
+                "table v4 {i}"
+            );
+            assert_eq!(
+                run6(&mut p, &format!("2001:db8::{i:x}")),
+                XDP_PASS,
+                "table v6 {i}"
+            );
+        }
+        assert_eq!(run(&mut p, "192.0.2.99"), XDP_DROP);
+        assert_eq!(run6(&mut p, "2001:db8::99"), XDP_DROP);
+
+        // Down to inline: the map entries of the old generation are gone and
+        // the addresses no longer bound drop.
+        p.bind(IFX_A, "pga", &binding(MAC_A, &["192.0.2.2", "2001:db8::2"]))
+            .unwrap();
+        let c = p.config(IFX_A).unwrap().unwrap();
+        assert_eq!(c.flags & (flags::HAS_V4_TABLE | flags::HAS_V6_TABLE), 0);
+        assert_eq!((c.n_v4_inline, c.n_v6_inline), (1, 1));
+        assert_eq!(
+            map_len(&pin.path, "V4_ADDRS") + map_len(&pin.path, "V6_ADDRS"),
+            0
+        );
+        assert_eq!(run(&mut p, "192.0.2.2"), XDP_PASS);
+        assert_eq!(run6(&mut p, "2001:db8::2"), XDP_PASS);
+        assert_eq!(run(&mut p, "192.0.2.1"), XDP_DROP);
+        assert_eq!(run6(&mut p, "2001:db8::1"), XDP_DROP);
+        let b = p.port(IFX_A).unwrap().unwrap().binding.unwrap();
+        assert_eq!(b.ips.len(), 2, "show lists exactly the inline addresses");
+
+        // And back to the maps.
+        p.bind(IFX_A, "pga", &binding(MAC_A, &many)).unwrap();
+        assert_eq!(
+            map_len(&pin.path, "V4_ADDRS") + map_len(&pin.path, "V6_ADDRS"),
+            2 * (MAX_INLINE_ADDRS + 2)
+        );
+        assert_eq!(
+            run(&mut p, &format!("192.0.2.{}", MAX_INLINE_ADDRS + 2)),
+            XDP_PASS
+        );
+    });
+}
+
+/// Entries in a pinned hash map (walks its keys).
+fn map_len(pin: &Path, name: &str) -> usize {
+    let data = MapData::from_pin(pin.join("maps").join(name)).unwrap();
+    let m = Map::HashMap(data);
+    match name {
+        "V4_ADDRS" => aya::maps::HashMap::<_, filter_common::V4Key, u8>::try_from(m)
+            .unwrap()
+            .keys()
+            .count(),
+        _ => aya::maps::HashMap::<_, filter_common::V6Key, u8>::try_from(m)
+            .unwrap()
+            .keys()
+            .count(),
+    }
+}
