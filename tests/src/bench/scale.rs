@@ -129,9 +129,10 @@ pub fn run(o: &Opts, family: Family) -> Result<Scale> {
     };
     let mut plan: Vec<(u32, Option<u32>)> = sizes.iter().map(|&n| (n, None)).collect();
     if family == Family::V6 && !o.quick {
-        // The bucket-array experiment: the smallest and largest size again,
-        // with address maps of just enough entries (power of two, >= 1024).
-        for &n in [o.sizes[0], *o.sizes.last().unwrap()].iter() {
+        // The bucket-array experiment: the smallest map-resident and the
+        // largest size again, with address maps of just enough entries
+        // (power of two, >= 1024).
+        for &n in [o.sizes[1], *o.sizes.last().unwrap()].iter() {
             plan.push((n, Some(n.max(1024).next_power_of_two())));
         }
     }
@@ -207,12 +208,11 @@ pub fn run(o: &Opts, family: Family) -> Result<Scale> {
     let mut sizes = Vec::new();
     let mut resized = Vec::new();
     let one = |i: usize| {
-        // The 1-binding instance with the same kind of address maps.
+        // The smallest instance with the same kind of address maps (the
+        // 1-binding one; the 5-binding one among the resized).
         sized
             .iter()
-            .position(|x| {
-                x.n == sized[0].n && x.max_addrs.is_some() == sized[i].max_addrs.is_some()
-            })
+            .position(|x| x.max_addrs.is_some() == sized[i].max_addrs.is_some())
             .unwrap()
     };
     for (i, s) in sized.iter().enumerate() {
