@@ -93,12 +93,23 @@ fn index_entry(pin: &Path, ifindex: u32) -> PortRef {
     arr.get(&(ifindex % PORT_INDEX_SLOTS), 0).unwrap()
 }
 
-/// Runs `body` on a thread inside `ns` (test_run resolves ifindexes there).
-fn inside(ns: &Ns, body: impl FnOnce() + Send) {
+/// A namespace with these veths (name, ifindex) and a fresh pin dir.
+fn setup(veths: &[(&str, u32)]) -> (Ns, PinDir) {
+    let ns = Ns::new();
+    for (name, ifindex) in veths {
+        ns.veth(name, *ifindex);
+    }
+    (ns, PinDir::new())
+}
+
+/// Runs `body` with the maps of `pin`, on a thread inside `ns` (test_run
+/// resolves ifindexes in the caller's namespace).
+fn inside(ns: &Ns, pin: &PinDir, body: impl FnOnce(&mut Pinned) + Send) {
     std::thread::scope(|s| {
         s.spawn(|| {
             enter_netns(&ns.0).expect("setns");
-            body();
+            let mut p = Pinned::open(&pin.path).expect("Pinned::open");
+            body(&mut p);
         })
         .join()
         .unwrap_or_else(|e| std::panic::resume_unwind(e));
@@ -107,12 +118,8 @@ fn inside(ns: &Ns, body: impl FnOnce() + Send) {
 
 #[test]
 fn ports_sharing_an_index_entry_are_both_enforced() {
-    let ns = Ns::new();
-    ns.veth("pga", IFX_A);
-    ns.veth("pgb", IFX_B);
-    let pin = PinDir::new();
-    inside(&ns, || {
-        let mut p = Pinned::open(&pin.path).expect("Pinned::open");
+    let (ns, pin) = setup(&[("pga", IFX_A), ("pgb", IFX_B)]);
+    inside(&ns, &pin, |p| {
         p.bind(IFX_A, "pga", &binding(MAC_A, &["192.0.2.1"]))
             .unwrap();
         p.bind(IFX_B, "pgb", &binding(MAC_B, &["192.0.2.2"]))
@@ -125,10 +132,10 @@ fn ports_sharing_an_index_entry_are_both_enforced() {
 
         // A holds the shared entry; B is found through PORTS.
         assert_eq!(index_entry(&pin.path, IFX_A).ifindex, IFX_A);
-        assert_eq!(run(&mut p, IFX_A, &a), XDP_PASS);
-        assert_eq!(run(&mut p, IFX_A, &b), XDP_DROP, "B's frame on A");
-        assert_eq!(run(&mut p, IFX_B, &b), XDP_PASS);
-        assert_eq!(run(&mut p, IFX_B, &a), XDP_DROP, "A's frame on B");
+        assert_eq!(run(p, IFX_A, &a), XDP_PASS);
+        assert_eq!(run(p, IFX_A, &b), XDP_DROP, "B's frame on A");
+        assert_eq!(run(p, IFX_B, &b), XDP_PASS);
+        assert_eq!(run(p, IFX_B, &a), XDP_DROP, "A's frame on B");
         assert_eq!(
             p.counters(IFX_B).unwrap().dropped[Reason::MacSpoof as usize].packets,
             1
@@ -142,22 +149,14 @@ fn ports_sharing_an_index_entry_are_both_enforced() {
         for i in 3..6u8 {
             let ip = format!("192.0.2.{i}");
             p.bind(IFX_B, "pgb", &binding(MAC_B, &[&ip])).unwrap();
-            assert_eq!(
-                run(&mut p, IFX_B, &udp(MAC_B, f::v4(&ip))),
-                XDP_PASS,
-                "{ip}"
-            );
-            assert_eq!(
-                run(&mut p, IFX_B, &b),
-                XDP_DROP,
-                "old address after rebind {i}"
-            );
+            assert_eq!(run(p, IFX_B, &udp(MAC_B, f::v4(&ip))), XDP_PASS, "{ip}");
+            assert_eq!(run(p, IFX_B, &b), XDP_DROP, "old address after rebind {i}");
         }
 
         // A goes away: its entry is freed and its frames meet no record.
         p.unbind(IFX_A).unwrap();
         assert_eq!(index_entry(&pin.path, IFX_A), PortRef::default());
-        assert_eq!(run(&mut p, IFX_A, &a), XDP_DROP);
+        assert_eq!(run(p, IFX_A, &a), XDP_DROP);
         assert!(p.config(IFX_A).unwrap().is_none());
 
         // B's next change claims the entry; both ways of finding it agree.
@@ -166,16 +165,16 @@ fn ports_sharing_an_index_entry_are_both_enforced() {
         let e = index_entry(&pin.path, IFX_B);
         assert_eq!(e.ifindex, IFX_B);
         assert_eq!(p.config(IFX_B).unwrap().unwrap().slot, e.slot());
-        assert_eq!(run(&mut p, IFX_B, &b), XDP_PASS);
-        assert_eq!(run(&mut p, IFX_A, &a), XDP_DROP);
+        assert_eq!(run(p, IFX_B, &b), XDP_PASS);
+        assert_eq!(run(p, IFX_A, &a), XDP_DROP);
 
         // A comes back while B holds the entry: found through PORTS.
         p.bind(IFX_A, "pga", &binding(MAC_A, &["192.0.2.1"]))
             .unwrap();
         assert_eq!(index_entry(&pin.path, IFX_A).ifindex, IFX_B);
-        assert_eq!(run(&mut p, IFX_A, &a), XDP_PASS);
-        assert_eq!(run(&mut p, IFX_B, &b), XDP_PASS);
-        assert_eq!(run(&mut p, IFX_A, &b), XDP_DROP);
+        assert_eq!(run(p, IFX_A, &a), XDP_PASS);
+        assert_eq!(run(p, IFX_B, &b), XDP_PASS);
+        assert_eq!(run(p, IFX_A, &b), XDP_DROP);
         let listed: Vec<u32> = p.ports().unwrap().iter().map(|i| i.ifindex).collect();
         assert_eq!(listed, vec![IFX_A, IFX_B]);
     });
@@ -183,11 +182,8 @@ fn ports_sharing_an_index_entry_are_both_enforced() {
 
 #[test]
 fn rebinds_alternate_the_halves_of_a_slot() {
-    let ns = Ns::new();
-    ns.veth("pga", IFX_A);
-    let pin = PinDir::new();
-    inside(&ns, || {
-        let mut p = Pinned::open(&pin.path).expect("Pinned::open");
+    let (ns, pin) = setup(&[("pga", IFX_A)]);
+    inside(&ns, &pin, |p| {
         p.bind(IFX_A, "pga", &binding(MAC_A, &["192.0.2.1"]))
             .unwrap();
         let first = index_entry(&pin.path, IFX_A);
@@ -215,16 +211,13 @@ fn rebinds_alternate_the_halves_of_a_slot() {
 /// maps; rebinding between the two layouts leaves nothing of the other behind.
 #[test]
 fn addresses_move_between_the_record_and_the_maps() {
-    let ns = Ns::new();
-    ns.veth("pga", IFX_A);
-    let pin = PinDir::new();
+    let (ns, pin) = setup(&[("pga", IFX_A)]);
     let many: Vec<String> = (1..=MAX_INLINE_ADDRS + 2)
         .map(|i| format!("192.0.2.{i}"))
         .chain((1..=MAX_INLINE_ADDRS + 2).map(|i| format!("2001:db8::{i:x}")))
         .collect();
     let many: Vec<&str> = many.iter().map(String::as_str).collect();
-    inside(&ns, || {
-        let mut p = Pinned::open(&pin.path).expect("Pinned::open");
+    inside(&ns, &pin, |p| {
         let run = |p: &mut Pinned, src: &str| {
             run_frame(p.program().unwrap(), IFX_A, &udp(MAC_A, f::v4(src))).unwrap()
         };
@@ -241,19 +234,15 @@ fn addresses_move_between_the_record_and_the_maps() {
             flags::HAS_V4_TABLE | flags::HAS_V6_TABLE
         );
         for i in 1..=MAX_INLINE_ADDRS + 2 {
+            assert_eq!(run(p, &format!("192.0.2.{i}")), XDP_PASS, "table v4 {i}");
             assert_eq!(
-                run(&mut p, &format!("192.0.2.{i}")),
-                XDP_PASS,
-                "table v4 {i}"
-            );
-            assert_eq!(
-                run6(&mut p, &format!("2001:db8::{i:x}")),
+                run6(p, &format!("2001:db8::{i:x}")),
                 XDP_PASS,
                 "table v6 {i}"
             );
         }
-        assert_eq!(run(&mut p, "192.0.2.99"), XDP_DROP);
-        assert_eq!(run6(&mut p, "2001:db8::99"), XDP_DROP);
+        assert_eq!(run(p, "192.0.2.99"), XDP_DROP);
+        assert_eq!(run6(p, "2001:db8::99"), XDP_DROP);
 
         // Down to inline: the map entries of the old generation are gone and
         // the addresses no longer bound drop.
@@ -266,10 +255,10 @@ fn addresses_move_between_the_record_and_the_maps() {
             map_len(&pin.path, "V4_ADDRS") + map_len(&pin.path, "V6_ADDRS"),
             0
         );
-        assert_eq!(run(&mut p, "192.0.2.2"), XDP_PASS);
-        assert_eq!(run6(&mut p, "2001:db8::2"), XDP_PASS);
-        assert_eq!(run(&mut p, "192.0.2.1"), XDP_DROP);
-        assert_eq!(run6(&mut p, "2001:db8::1"), XDP_DROP);
+        assert_eq!(run(p, "192.0.2.2"), XDP_PASS);
+        assert_eq!(run6(p, "2001:db8::2"), XDP_PASS);
+        assert_eq!(run(p, "192.0.2.1"), XDP_DROP);
+        assert_eq!(run6(p, "2001:db8::1"), XDP_DROP);
         let b = p.port(IFX_A).unwrap().unwrap().binding.unwrap();
         assert_eq!(b.ips.len(), 2, "show lists exactly the inline addresses");
 
@@ -280,7 +269,7 @@ fn addresses_move_between_the_record_and_the_maps() {
             2 * (MAX_INLINE_ADDRS + 2)
         );
         assert_eq!(
-            run(&mut p, &format!("192.0.2.{}", MAX_INLINE_ADDRS + 2)),
+            run(p, &format!("192.0.2.{}", MAX_INLINE_ADDRS + 2)),
             XDP_PASS
         );
     });
