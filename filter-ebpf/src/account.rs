@@ -13,11 +13,16 @@ use crate::{
     policy::{ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6},
 };
 
-/// Counts the frame in `slot` and returns the XDP action. `port` is `None`
-/// for a frame on an interface with no record at all (slot 0, no events).
+/// Counts the frame `p` in `slot` and returns the XDP action. `port` is
+/// `None` only when the maps are inconsistent (slot 0, no events).
 #[inline(always)]
-pub fn finish(ctx: &XdpContext, port: Option<&PortConfig>, slot: u32, reason: Reason) -> u32 {
-    let p = Pkt::new(ctx);
+pub fn finish(
+    ctx: &XdpContext,
+    p: &Pkt,
+    port: Option<&PortConfig>,
+    slot: u32,
+    reason: Reason,
+) -> u32 {
     let bytes = p.len() as u64;
     let monitor = match port {
         Some(c) => c.flags & flags::MONITOR != 0,
@@ -42,7 +47,7 @@ pub fn finish(ctx: &XdpContext, port: Option<&PortConfig>, slot: u32, reason: Re
             s.dropped[idx].bytes += bytes;
         }
         if let Some(port) = port {
-            sample(ctx, &p, port, reason, monitor, s);
+            sample(ctx, p, port, reason, monitor, s);
         }
     }
     if reason == Reason::Pass || monitor {

@@ -27,16 +27,17 @@ use crate::pkt::Pkt;
 #[xdp]
 pub fn portguard(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
+    let p = Pkt::new(&ctx);
     let port = match port::record(ifindex) {
-        Some(p) => p,
-        None => return account::finish(&ctx, None, 0, Reason::UnboundPort),
+        Some(r) => r,
+        None => return account::finish(&ctx, &p, None, 0, Reason::UnboundPort),
     };
     // No binding (or no record at all: attached by hand, removed under us): fail closed.
     if port.flags & flags::BOUND == 0 {
-        return account::finish(&ctx, Some(port), port.slot, Reason::UnboundPort);
+        return account::finish(&ctx, &p, Some(port), port.slot, Reason::UnboundPort);
     }
-    let verdict = policy::check(&Pkt::new(&ctx), port);
-    account::finish(&ctx, Some(port), port.slot, verdict)
+    let verdict = policy::check(&p, port);
+    account::finish(&ctx, &p, Some(port), port.slot, verdict)
 }
 
 #[cfg(not(test))]
