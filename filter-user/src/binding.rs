@@ -110,6 +110,8 @@ pub enum BindingError {
     TooManyVlans(usize),
     #[error("address {0} is listed twice")]
     Duplicate(String),
+    #[error("MAC {0} is not a unicast address (group bit set, or all zero)")]
+    NotUnicast(String),
 }
 
 /// Everything `bind` can express about one port.
@@ -149,6 +151,7 @@ impl Binding {
 
     /// Sorts lists and checks every bound; call before writing to the maps.
     pub fn normalize(mut self) -> Result<Binding, BindingError> {
+        self.check_mac()?;
         if self.tenant.len() > MAX_TENANT_LEN {
             return Err(BindingError::TenantTooLong(self.tenant));
         }
@@ -172,6 +175,15 @@ impl Binding {
             return Err(BindingError::TooManyVlans(self.vlans.len()));
         }
         Ok(self)
+    }
+
+    /// The data path compares the source MAC with the bound one and nothing
+    /// else, so a group (or zero) address must never be bound.
+    pub fn check_mac(&self) -> Result<(), BindingError> {
+        if self.mac.0[0] & 1 != 0 || self.mac.0 == [0; 6] {
+            return Err(BindingError::NotUnicast(self.mac.to_string()));
+        }
+        Ok(())
     }
 
     pub fn has_v4_prefix(&self) -> bool {
@@ -409,5 +421,9 @@ mod tests {
         let mut b = Binding::new(mac, vec![]);
         b.tenant = "x".repeat(40);
         assert!(matches!(b.normalize(), Err(BindingError::TenantTooLong(_))));
+        for group in [[0x01, 0, 0x5e, 0, 0, 1], [0; 6], [0xff; 6]] {
+            let b = Binding::new(Mac(group), vec![]);
+            assert!(matches!(b.normalize(), Err(BindingError::NotUnicast(_))));
+        }
     }
 }

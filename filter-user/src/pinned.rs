@@ -309,6 +309,7 @@ impl Pinned {
 
     /// Sets the binding of `ifindex` to exactly `b`; returns the previous one.
     pub fn bind(&mut self, ifindex: u32, ifname: &str, b: &Binding) -> Result<Option<Binding>> {
+        b.check_mac()?;
         let _lock = self.change_lock()?;
         let old = self.config(ifindex)?;
         let live = old

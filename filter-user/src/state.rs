@@ -374,6 +374,7 @@ fn binding_error_field(e: &BindingError) -> &'static str {
         BindingError::TooManyEthertypes(_) => "allow_ethertype",
         BindingError::TooManyVlans(_) => "allow_vlan",
         BindingError::Duplicate(_) => "ips",
+        BindingError::NotUnicast(_) => "mac",
     }
 }
 
