@@ -117,41 +117,45 @@ impl PortRef {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortConfig {
+    // First 64 bytes: all that the IPv4/ARP path and drop accounting read, so
+    // such a frame touches one cache line of its record.
     pub mac: [u8; 6],
     pub flags: u16,
     /// Address entries of this port are keyed with this generation; a rebind
     /// writes the next generation, then flips this field.
     pub generation: u32,
     pub ifindex: u32,
+    /// Index of this port's counters in `STATS` and bucket state in `RATE` (1..MAX_PORTS).
+    pub slot: u32,
+    pub n_v4_inline: u8,
+    pub n_v6_inline: u8,
+    pub n_ethertypes: u8,
+    pub n_vlans: u8,
+    /// IPv4 host addresses (network byte order, as read from the frame), first
+    /// `n_v4_inline` valid; only without `HAS_V4_TABLE`.
+    pub v4_inline: [u32; MAX_INLINE_ADDRS],
+    pub events: RateCfg,
+    // IPv6.
     /// fe80::/64 + modified EUI-64 of `mac`, always an allowed IPv6 source.
     pub eui64_ll: [u8; 16],
+    /// IPv6 host addresses, first `n_v6_inline` valid; only without `HAS_V6_TABLE`.
+    pub v6_inline: [[u8; 16]; MAX_INLINE_ADDRS],
+    // Storm control, extra EtherTypes and VLANs.
     pub bcast: RateCfg,
     pub mcast: RateCfg,
     pub arp: RateCfg,
-    pub events: RateCfg,
     /// Extra EtherTypes admitted (host byte order), first `n_ethertypes` valid.
     pub ethertypes: [u16; MAX_ETHERTYPES],
     /// VLAN IDs admitted for 802.1Q-tagged frames, first `n_vlans` valid.
     pub vlans: [u16; MAX_VLANS],
-    pub n_ethertypes: u8,
-    pub n_vlans: u8,
-    /// 0 not attached, `ATTACH_NATIVE` or `ATTACH_GENERIC` (for `show`; the data path ignores it).
+    // Not read by the data path.
+    /// 0 not attached, `ATTACH_NATIVE` or `ATTACH_GENERIC` (for `show`).
     pub attach_mode: u8,
-    pub _pad: u8,
-    /// Index of this port's counters in `STATS` and bucket state in `RATE` (1..MAX_PORTS).
-    pub slot: u32,
+    pub _pad: [u8; 7],
     /// Tenant label, NUL-padded UTF-8.
     pub tenant: [u8; 32],
     /// Interface name at bind time, NUL-padded.
     pub ifname: [u8; 16],
-    /// IPv4 host addresses (network byte order, as read from the frame), first
-    /// `n_v4_inline` valid; only without `HAS_V4_TABLE`.
-    pub v4_inline: [u32; MAX_INLINE_ADDRS],
-    /// IPv6 host addresses, first `n_v6_inline` valid; only without `HAS_V6_TABLE`.
-    pub v6_inline: [[u8; 16]; MAX_INLINE_ADDRS],
-    pub n_v4_inline: u8,
-    pub n_v6_inline: u8,
-    pub _pad2: [u8; 6],
 }
 
 /// Key of `V4_ADDRS`, and (inside an LPM key, prefix length 64 + plen) of `V4_PREFIXES`.
@@ -211,14 +215,15 @@ pub struct Counter {
 pub struct PortStats {
     /// Frames the program passed (monitor-mode would-drops included).
     pub passed: Counter,
+    /// Drop events suppressed by the per-port, per-reason sampling bucket
+    /// (next to `passed`: a sampled-out drop touches this line and its reason's).
+    pub sampled_out: u64,
+    /// Drop events lost because the ring buffer was full.
+    pub events_lost: u64,
     /// Indexed by `Reason as usize`; index 0 is unused.
     pub dropped: [Counter; N_REASONS],
     /// Monitor mode: what would have been dropped, by reason.
     pub would_drop: [Counter; N_REASONS],
-    /// Drop events suppressed by the per-port, per-reason sampling bucket.
-    pub sampled_out: u64,
-    /// Drop events lost because the ring buffer was full.
-    pub events_lost: u64,
 }
 
 impl PortStats {
@@ -287,6 +292,7 @@ pub struct DropEvent {
 // The kernel and userspace must agree on these to the byte.
 const _: () = assert!(core::mem::size_of::<RateCfg>() == 24);
 const _: () = assert!(core::mem::size_of::<PortConfig>() == 320);
+const _: () = assert!(core::mem::offset_of!(PortConfig, events) + 24 == 64);
 const _: () = assert!(core::mem::size_of::<PortRef>() == 8);
 const _: () = assert!(PORT_INDEX_SLOTS.is_power_of_two());
 const _: () = assert!(core::mem::size_of::<V4Key>() == 12);

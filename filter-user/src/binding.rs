@@ -256,7 +256,7 @@ impl Binding {
             n_ethertypes: self.ethertypes.len() as u8,
             n_vlans: self.vlans.len() as u8,
             attach_mode: 0,
-            _pad: 0,
+            _pad: [0; 7],
             slot: 0,
             tenant: fixed_str(&self.tenant),
             ifname: fixed_str(ifname),
@@ -272,7 +272,6 @@ impl Binding {
             },
             v4_inline,
             v6_inline,
-            _pad2: [0; 6],
         }
     }
 
@@ -315,7 +314,6 @@ impl Binding {
             v6_inline: _,
             n_v4_inline: _,
             n_v6_inline: _,
-            _pad2: _,
         } = c;
         let mut ips = ips;
         ips.sort();

@@ -738,7 +738,7 @@ fn attach_only_record(ifindex: u32, ifname: &str, slot: u32, mode: u8) -> PortCo
         n_ethertypes: 0,
         n_vlans: 0,
         attach_mode: mode,
-        _pad: 0,
+        _pad: [0; 7],
         slot,
         tenant: [0; 32],
         ifname: fixed_str(ifname),
@@ -746,7 +746,6 @@ fn attach_only_record(ifindex: u32, ifname: &str, slot: u32, mode: u8) -> PortCo
         v6_inline: [[0; 16]; filter_common::MAX_INLINE_ADDRS],
         n_v4_inline: 0,
         n_v6_inline: 0,
-        _pad2: [0; 6],
     }
 }
 
