@@ -4,7 +4,12 @@
 //! then storm control, so spoofed frames never consume a port's budget.
 use filter_common::{PortConfig, Reason};
 
-use crate::{arp, ipv4, ipv6, limits, pkt::Pkt};
+use crate::{
+    arp,
+    bytes::{eq6, sub},
+    ipv4, ipv6, limits,
+    pkt::Pkt,
+};
 
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
@@ -27,15 +32,9 @@ pub fn check(p: &Pkt, port: &PortConfig) -> Reason {
         Some(e) => e,
         None => return Reason::Malformed,
     };
-    // Source MAC: exactly the bound one, compared as one 4-byte and one
-    // 2-byte word. The bound MAC is unicast (userspace refuses group
-    // addresses), so a group-address source never matches.
-    let src_hi = u32::from_ne_bytes([eth[6], eth[7], eth[8], eth[9]]);
-    let src_lo = u16::from_ne_bytes([eth[10], eth[11]]);
-    let m = &port.mac;
-    if src_hi != u32::from_ne_bytes([m[0], m[1], m[2], m[3]])
-        || src_lo != u16::from_ne_bytes([m[4], m[5]])
-    {
+    // Source MAC: exactly the bound one. The bound MAC is unicast (userspace
+    // refuses group addresses), so a group-address source never matches.
+    if !eq6(&sub::<14, 6, 6>(eth), &port.mac) {
         return Reason::MacSpoof;
     }
 
