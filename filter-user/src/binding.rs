@@ -216,23 +216,16 @@ impl Binding {
         }
         // Few host addresses ride in the record (no lookup per frame); more go
         // to the exact-address maps (`Pinned` writes them when the flag is set).
-        let (v4, v6) = self.host_addrs();
-        let mut v4_inline = [0u32; MAX_INLINE_ADDRS];
-        if v4.len() > MAX_INLINE_ADDRS {
+        let (v4, v6) = host_addrs(&self.ips);
+        let v4: Vec<u32> = v4.iter().map(|a| u32::from_ne_bytes(*a)).collect();
+        let (v4_inline, n_v4_inline) = inline(&v4).unwrap_or_else(|| {
             f |= flags::HAS_V4_TABLE;
-        } else {
-            for (d, a) in v4_inline.iter_mut().zip(&v4) {
-                *d = u32::from_ne_bytes(*a);
-            }
-        }
-        let mut v6_inline = [[0u8; 16]; MAX_INLINE_ADDRS];
-        if v6.len() > MAX_INLINE_ADDRS {
+            Default::default()
+        });
+        let (v6_inline, n_v6_inline) = inline(&v6).unwrap_or_else(|| {
             f |= flags::HAS_V6_TABLE;
-        } else {
-            for (d, a) in v6_inline.iter_mut().zip(&v6) {
-                *d = *a;
-            }
-        }
+            Default::default()
+        });
         let mut ethertypes = [0u16; MAX_ETHERTYPES];
         for (d, s) in ethertypes.iter_mut().zip(&self.ethertypes) {
             *d = *s;
@@ -260,32 +253,11 @@ impl Binding {
             slot: 0,
             tenant: fixed_str(&self.tenant),
             ifname: fixed_str(ifname),
-            n_v4_inline: if f & flags::HAS_V4_TABLE == 0 {
-                v4.len() as u8
-            } else {
-                0
-            },
-            n_v6_inline: if f & flags::HAS_V6_TABLE == 0 {
-                v6.len() as u8
-            } else {
-                0
-            },
+            n_v4_inline,
+            n_v6_inline,
             v4_inline,
             v6_inline,
         }
-    }
-
-    /// The host (full-length) addresses, per family.
-    fn host_addrs(&self) -> (Vec<[u8; 4]>, Vec<[u8; 16]>) {
-        let mut v4 = Vec::new();
-        let mut v6 = Vec::new();
-        for n in self.ips.iter().filter(|n| n.is_host()) {
-            match n.addr {
-                IpAddr::V4(a) => v4.push(a.octets()),
-                IpAddr::V6(a) => v6.push(a.octets()),
-            }
-        }
-        (v4, v6)
     }
 
     /// Rebuilds a binding from a record and the addresses stored for it.
@@ -334,6 +306,30 @@ impl Binding {
             vlans: vlans[..(*n_vlans as usize).min(MAX_VLANS)].to_vec(),
         }
     }
+}
+
+/// The host (full-length) addresses among `nets`, per family.
+pub fn host_addrs(nets: &[IpNet]) -> (Vec<[u8; 4]>, Vec<[u8; 16]>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for n in nets.iter().filter(|n| n.is_host()) {
+        match n.addr {
+            IpAddr::V4(a) => v4.push(a.octets()),
+            IpAddr::V6(a) => v6.push(a.octets()),
+        }
+    }
+    (v4, v6)
+}
+
+/// One family's host addresses as the record's inline array and count, or
+/// `None` when there are more than fit (they all go to the address map).
+fn inline<T: Copy + Default>(addrs: &[T]) -> Option<([T; MAX_INLINE_ADDRS], u8)> {
+    if addrs.len() > MAX_INLINE_ADDRS {
+        return None;
+    }
+    let mut out = [T::default(); MAX_INLINE_ADDRS];
+    out[..addrs.len()].copy_from_slice(addrs);
+    Some((out, addrs.len() as u8))
 }
 
 pub fn attach_mode_name(mode: u8) -> Option<&'static str> {

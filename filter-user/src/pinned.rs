@@ -39,7 +39,7 @@ use filter_common::{
 
 use crate::{
     batch,
-    binding::{fixed_str, str_from_fixed, Binding},
+    binding::{fixed_str, host_addrs, str_from_fixed, Binding},
     bpffs,
     parse::IpNet,
     EBPF_OBJECT,
@@ -207,10 +207,11 @@ impl Pinned {
     /// first, `PORT_INDEX` second, so after an interrupted write this still
     /// names the record the data path uses.
     fn live_ref(&self, ifindex: u32) -> Result<Option<PortRef>> {
-        let e = self
-            .port_index
-            .get(&index_slot(ifindex), 0)
-            .context("reading PORT_INDEX")?;
+        self.live_ref_given(ifindex, self.index_entry(ifindex)?)
+    }
+
+    /// `live_ref` with the port's `PORT_INDEX` entry already read.
+    fn live_ref_given(&self, ifindex: u32, e: PortRef) -> Result<Option<PortRef>> {
         if e.ifindex == ifindex && ifindex != 0 {
             return Ok(Some(e));
         }
@@ -226,7 +227,8 @@ impl Pinned {
     /// `PORTS` and `PORT_INDEX` are flipped to it. The flip changes the low
     /// bit of `PortRef::cfg` only, so no reader can see a mix of two records.
     fn put(&mut self, ifindex: u32, cfg: &PortConfig) -> Result<()> {
-        let next = match self.live_ref(ifindex)? {
+        let e = self.index_entry(ifindex)?;
+        let next = match self.live_ref_given(ifindex, e)? {
             Some(r) if r.slot() == cfg.slot => r.cfg ^ 1,
             Some(r) => bail!(
                 "port {ifindex} is in slot {} but its new record names slot {}",
@@ -239,9 +241,9 @@ impl Pinned {
         let r = PortRef { ifindex, cfg: next };
         self.ports.insert(ifindex, r, 0).context("updating PORTS")?;
         // Claim the index entry when it is free, ours, or left by a port that
-        // no longer exists; else this port is found through PORTS.
+        // no longer exists; else this port is found through PORTS. (`e` is
+        // current: every writer holds the change lock.)
         let i = index_slot(ifindex);
-        let e = self.port_index.get(&i, 0).context("reading PORT_INDEX")?;
         let claim = e.ifindex == ifindex
             || e.ifindex == 0
             || matches!(self.ports.get(&e.ifindex, 0), Err(MapError::KeyNotFound));
@@ -259,14 +261,20 @@ impl Pinned {
         Ok(())
     }
 
+    /// The `PORT_INDEX` entry that can hold `ifindex` (whichever port it holds).
+    fn index_entry(&self, ifindex: u32) -> Result<PortRef> {
+        self.port_index
+            .get(&index_slot(ifindex), 0)
+            .context("reading PORT_INDEX")
+    }
+
     /// Removes the record of `ifindex` (index entry first: a reader then
     /// finds it through PORTS, then not at all).
     fn remove(&mut self, ifindex: u32) -> Result<()> {
-        let i = index_slot(ifindex);
-        let e = self.port_index.get(&i, 0).context("reading PORT_INDEX")?;
+        let e = self.index_entry(ifindex)?;
         if e.ifindex == ifindex {
             self.port_index
-                .set(i, PortRef::default(), 0)
+                .set(index_slot(ifindex), PortRef::default(), 0)
                 .context("clearing PORT_INDEX")?;
         }
         match self.ports.remove(&ifindex) {
@@ -653,23 +661,23 @@ fn prefix_key(ifindex: u32, generation: u32, net: &IpNet) -> PrefixKey {
 
 /// The exact-address keys of `nets` (prefixes are skipped).
 fn host_keys(ifindex: u32, generation: u32, nets: &[IpNet]) -> (Vec<V4Key>, Vec<V6Key>) {
-    let mut v4 = Vec::new();
-    let mut v6 = Vec::new();
-    for n in nets.iter().filter(|n| n.is_host()) {
-        match n.addr {
-            IpAddr::V4(a) => v4.push(V4Key {
+    let (v4, v6) = host_addrs(nets);
+    (
+        v4.into_iter()
+            .map(|addr| V4Key {
                 ifindex,
                 generation,
-                addr: a.octets(),
-            }),
-            IpAddr::V6(a) => v6.push(V6Key {
+                addr,
+            })
+            .collect(),
+        v6.into_iter()
+            .map(|addr| V6Key {
                 ifindex,
                 generation,
-                addr: a.octets(),
-            }),
-        }
-    }
-    (v4, v6)
+                addr,
+            })
+            .collect(),
+    )
 }
 
 fn net_index(net: &IpNet) -> IndexEntry {

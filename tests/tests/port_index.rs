@@ -12,7 +12,7 @@
 use std::{net::Ipv4Addr, path::Path};
 
 use aya::maps::{Array, Map, MapData};
-use filter_common::{flags, PortRef, Reason, MAX_INLINE_ADDRS, PORT_INDEX_SLOTS};
+use filter_common::{flags, PortRef, Reason, V4Key, V6Key, MAX_INLINE_ADDRS, PORT_INDEX_SLOTS};
 use portguard::{
     binding::{Binding, Limit},
     parse::{IpNet, Mac as PMac},
@@ -251,10 +251,7 @@ fn addresses_move_between_the_record_and_the_maps() {
         let c = p.config(IFX_A).unwrap().unwrap();
         assert_eq!(c.flags & (flags::HAS_V4_TABLE | flags::HAS_V6_TABLE), 0);
         assert_eq!((c.n_v4_inline, c.n_v6_inline), (1, 1));
-        assert_eq!(
-            map_len(&pin.path, "V4_ADDRS") + map_len(&pin.path, "V6_ADDRS"),
-            0
-        );
+        assert_eq!(addr_entries(&pin.path), 0);
         assert_eq!(run(p, "192.0.2.2"), XDP_PASS);
         assert_eq!(run6(p, "2001:db8::2"), XDP_PASS);
         assert_eq!(run(p, "192.0.2.1"), XDP_DROP);
@@ -264,10 +261,7 @@ fn addresses_move_between_the_record_and_the_maps() {
 
         // And back to the maps.
         p.bind(IFX_A, "pga", &binding(MAC_A, &many)).unwrap();
-        assert_eq!(
-            map_len(&pin.path, "V4_ADDRS") + map_len(&pin.path, "V6_ADDRS"),
-            2 * (MAX_INLINE_ADDRS + 2)
-        );
+        assert_eq!(addr_entries(&pin.path), 2 * (MAX_INLINE_ADDRS + 2));
         assert_eq!(
             run(p, &format!("192.0.2.{}", MAX_INLINE_ADDRS + 2)),
             XDP_PASS
@@ -275,18 +269,16 @@ fn addresses_move_between_the_record_and_the_maps() {
     });
 }
 
-/// Entries in a pinned hash map (walks its keys).
-fn map_len(pin: &Path, name: &str) -> usize {
+/// Entries in a pinned hash map keyed by `K` (walks its keys).
+fn map_len<K: aya::Pod>(pin: &Path, name: &str) -> usize {
     let data = MapData::from_pin(pin.join("maps").join(name)).unwrap();
-    let m = Map::HashMap(data);
-    match name {
-        "V4_ADDRS" => aya::maps::HashMap::<_, filter_common::V4Key, u8>::try_from(m)
-            .unwrap()
-            .keys()
-            .count(),
-        _ => aya::maps::HashMap::<_, filter_common::V6Key, u8>::try_from(m)
-            .unwrap()
-            .keys()
-            .count(),
-    }
+    aya::maps::HashMap::<_, K, u8>::try_from(Map::HashMap(data))
+        .unwrap()
+        .keys()
+        .count()
+}
+
+/// Exact-address entries of both families.
+fn addr_entries(pin: &Path) -> usize {
+    map_len::<V4Key>(pin, "V4_ADDRS") + map_len::<V6Key>(pin, "V6_ADDRS")
 }
