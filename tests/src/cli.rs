@@ -212,3 +212,35 @@ pub fn one_line_error(o: &Output) -> bool {
     let t = e.trim_end_matches('\n');
     !t.is_empty() && !t.contains('\n')
 }
+
+/// Every `dropped` delta must be zero except those listed (exact); `passed`
+/// must grow by `passed` when given.
+pub fn assert_deltas(
+    what: &str,
+    before: &PortCounters,
+    after: &PortCounters,
+    passed: Option<u64>,
+    want: &[(&str, u64)],
+) {
+    if let Some(p) = passed {
+        assert_eq!(
+            after.passed.0 - before.passed.0,
+            p,
+            "{what}: passed delta\nbefore {before:?}\nafter  {after:?}"
+        );
+    }
+    for (reason, p, _) in &after.dropped {
+        let w = want.iter().find(|d| d.0 == reason).map_or(0, |d| d.1);
+        assert_eq!(
+            p - before.dropped(reason),
+            w,
+            "{what}: dropped.{reason} delta\nbefore {before:?}\nafter  {after:?}"
+        );
+    }
+    for (reason, _) in want {
+        assert!(
+            after.dropped.iter().any(|d| d.0 == *reason),
+            "{what}: no dropped.{reason} in stats"
+        );
+    }
+}

@@ -421,6 +421,11 @@ impl Lab {
         cmd(&v)
     }
 
+    /// `vm`'s port counters, from `stats --json`.
+    pub fn counters(&self, vm: &Vm) -> crate::cli::PortCounters {
+        crate::cli::counters(&self.host, &self.pin_dir, &vm.host_if)
+    }
+
     pub fn host_ifindex(&self, iface: &str) -> Option<u32> {
         ifindex_in(&self.host, iface)
     }

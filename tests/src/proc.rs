@@ -109,3 +109,17 @@ pub fn need_tool(name: &str) {
         "{name} is not installed (apt-get install -y dnsmasq-base isc-dhcp-client; `cargo xtask setup` does it)"
     );
 }
+
+/// Polls `cond` every 100 ms for up to `secs`.
+pub fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

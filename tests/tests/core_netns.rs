@@ -42,10 +42,6 @@ fn guarded(n: u8, mode: &str) -> Lab {
     lab
 }
 
-fn counters(lab: &Lab, vm: &Vm) -> PortCounters {
-    cli::counters(&lab.host, &lab.pin_dir, &vm.host_if)
-}
-
 /// Unicast UDP from `src` (MAC `smac`, IPv4 `sip`) to vm `to`'s MAC, IP dst NOBODY.
 fn udp_frame(smac: Mac, sip: Ipv4Addr, to: &Vm) -> Vec<u8> {
     f::eth(
@@ -93,9 +89,9 @@ fn assert_only(before: &PortCounters, after: &PortCounters, passed: u64, dropped
 /// legitimate frame still gets through.
 fn expect_drops(lab: &Lab, reason: &str, frames: Vec<Vec<u8>>) {
     let (a, b) = (lab.vm(1), lab.vm(2));
-    let before = counters(lab, a);
+    let before = lab.counters(a);
     let got = deliver(a, b, &frames);
-    let after = counters(lab, a);
+    let after = lab.counters(a);
     assert_eq!(
         got,
         0,
@@ -168,7 +164,7 @@ fn legitimate_ping_and_arp_cross_the_bridge() {
         String::from_utf8_lossy(&o.stderr)
     );
     for vm in [a, b] {
-        let c = counters(&lab, vm);
+        let c = lab.counters(vm);
         assert!(c.passed.0 >= 4, "{}: passed {:?}", vm.host_if, c.passed);
         assert_eq!(c.total_dropped(), 0, "{}: {c:?}", vm.host_if);
     }
@@ -186,7 +182,7 @@ fn ping_from_an_unbound_address_fails() {
     lab.pg_ok(&["bind", &a.host_if, "--mac", &m, "--ip", "192.0.2.100"]);
     bind(&lab, b, &[]);
     assert!(no_ping(a, &b.ip4().to_string()), "spoofing VM could ping");
-    let c = counters(&lab, a);
+    let c = lab.counters(a);
     assert!(c.dropped("arp_spoof") >= 1, "{c:?}");
 }
 
@@ -200,9 +196,9 @@ fn unbound_port_drops_everything() {
         f::arp_frame(f::ARP_REQUEST, a.mac(), a.ip4(), f::ZERO_MAC, b.ip4()),
         f::dhcp_discover(a.mac()),
     ];
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(deliver(a, b, &frames), 0);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_only(&before, &after, 0, &[("unbound_port", 3)]);
     let e = show_entry(&lab, &a.host_if);
     assert_eq!(e["attached"], Value::Bool(true), "{e}");
@@ -212,9 +208,9 @@ fn unbound_port_drops_everything() {
     bind(&lab, a, &[]);
     assert_eq!(deliver(a, b, &frames[..1]), 1);
     lab.pg_ok(&["unbind", &a.host_if]);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(deliver(a, b, &frames[..1]), 0);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_eq!(
         after.dropped("unbound_port") - before.dropped("unbound_port"),
         1
@@ -264,12 +260,12 @@ fn vlan() {
     // With --allow-vlan 100, VID 100 passes (inner frame checked), others don't.
     bind(&lab, a, &["--allow-vlan", "100"]);
     let ok = f::vlan(b.mac(), a.mac(), 100, f::ETH_P_IP, &ip);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let got = deliver(a, b, &[ok]);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_only(&before, &after, 1, &[]);
     assert_eq!(got, 1, "allowed VLAN 100");
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let bad = vec![
         f::vlan(b.mac(), a.mac(), 101, f::ETH_P_IP, &ip),
         f::qinq(b.mac(), a.mac(), f::ETH_P_8021Q, 100, 100, f::ETH_P_IP, &ip),
@@ -283,7 +279,7 @@ fn vlan() {
         &f::udp4(f::v4("192.0.2.99"), NOBODY, 40000, 9, b"tagged"),
     );
     assert_eq!(deliver(a, b, &[spoofed_inner]), 0);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_only(&before, &after, 0, &[("vlan", 2), ("ipv4_spoof", 1)]);
 }
 
@@ -363,9 +359,9 @@ fn arp_spoof() {
         ),
         f::arp_frame(f::ARP_REQUEST, a.mac(), a.ip4(), f::ZERO_MAC, a.ip4()),
     ];
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(deliver(a, b, &good), 4);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_only(&before, &after, 4, &[]);
 }
 
@@ -386,13 +382,13 @@ fn ethertype() {
         ],
     );
     bind(&lab, a, &["--allow-ethertype", "0x88cc"]);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(deliver(a, b, &[lldp_like]), 1, "allowed EtherType 0x88cc");
     assert_eq!(
         deliver(a, b, &[f::eth(b.mac(), a.mac(), 0x88b5, &[1u8; 46])]),
         0
     );
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_only(&before, &after, 1, &[("ethertype", 1)]);
 }
 
@@ -453,9 +449,9 @@ fn padded_frames_use_the_ip_length() {
         &f::udp4(a.ip4(), NOBODY, 40000, 9, b""),
     );
     let padded = f::pad_to(small, 60);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let got = deliver(a, b, &[padded]);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_only(&before, &after, 1, &[]);
     assert_eq!(got, 1, "padded frame delivered");
     assert_eq!(
@@ -530,10 +526,10 @@ fn cidr_binding() {
     .iter()
     .map(|s| udp(s))
     .collect();
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(deliver(a, b, &inside), inside.len());
     assert_eq!(deliver(a, b, &outside), 0);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_only(
         &before,
         &after,
@@ -563,13 +559,13 @@ fn cidr_binding() {
 fn dhcp_discover_passes_and_server_replies_are_blocked() {
     let lab = guarded(2, "auto");
     let (a, b) = (lab.vm(1), lab.vm(2));
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(
         deliver(a, b, &[f::dhcp_discover(a.mac())]),
         1,
         "DHCPDISCOVER"
     );
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_only(&before, &after, 1, &[]);
 
     // A rogue DHCP server on vm1 (offer from its own, bound address).
@@ -639,7 +635,7 @@ fn state_survives_cli_exit() {
     assert_eq!(deliver(a, b, &[udp_frame(a.mac(), a.ip4(), b)]), 1);
     assert!(ping(a, &b.ip4().to_string()));
     // Counters accumulate across CLI invocations.
-    let c = counters(&lab, a);
+    let c = lab.counters(a);
     assert_eq!(c.dropped("ipv4_spoof"), 1, "{c:?}");
 }
 
@@ -663,10 +659,10 @@ fn mode_test(mode: &str, ip_link_mode: &str) {
         udp_frame(b.mac(), a.ip4(), b),
         f::arp_frame(f::ARP_REQUEST, a.mac(), b.ip4(), f::ZERO_MAC, b.ip4()),
     ];
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(deliver(a, b, &good), 5, "{mode}: good frames");
     assert_eq!(deliver(a, b, &bad), 0, "{mode}: bad frames");
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_only(
         &before,
         &after,
@@ -692,12 +688,12 @@ fn counters_increase_by_exactly_the_frames_sent() {
     let good = udp_frame(a.mac(), a.ip4(), b);
     let spoof = udp_frame(a.mac(), f::v4("192.0.2.66"), b);
     let mac = udp_frame(f::mac("02:66:66:66:66:66"), a.ip4(), b);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let mut frames = n_copies(good.clone(), 37);
     frames.extend(n_copies(spoof.clone(), 11));
     frames.extend(n_copies(mac.clone(), 5));
     assert_eq!(deliver(a, b, &frames), 37);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_only(&before, &after, 37, &[("ipv4_spoof", 11), ("mac_spoof", 5)]);
     assert_eq!(after.passed.1 - before.passed.1, 37 * good.len() as u64);
     assert_eq!(
@@ -709,7 +705,7 @@ fn counters_increase_by_exactly_the_frames_sent() {
         5 * mac.len() as u64
     );
     // vm2 sent nothing: its counters did not move.
-    let c2 = counters(&lab, b);
+    let c2 = lab.counters(b);
     assert_eq!(c2.passed.0, 0, "{c2:?}");
     assert_eq!(c2.total_dropped(), 0, "{c2:?}");
 
@@ -757,10 +753,10 @@ fn monitor_mode_counts_but_delivers() {
         udp_frame(f::mac("02:66:66:66:66:66"), a.ip4(), b),
     ];
     let good = udp_frame(a.mac(), a.ip4(), b);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(deliver(a, b, &bad), 2, "monitor mode delivers");
     assert_eq!(deliver(a, b, &[good]), 1);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_only(&before, &after, 3, &[]);
     assert_eq!(
         after.would_drop("ipv4_spoof") - before.would_drop("ipv4_spoof"),
@@ -813,7 +809,7 @@ fn legitimate_ipv6_ping_with_kernel_neighbor_discovery() {
     let ll_b = format!("{}%eth0", f::eui64_ll(b.mac()));
     assert!(ping6(a, &ll_b), "ping6 to link-local");
     for vm in [a, b] {
-        let c = counters(&lab, vm);
+        let c = lab.counters(vm);
         assert_eq!(c.total_dropped(), 0, "{}: {c:?}", vm.host_if);
         assert!(c.passed.0 >= 4, "{}: {c:?}", vm.host_if);
     }
@@ -842,6 +838,6 @@ fn legitimate_ipv6_ping_with_kernel_neighbor_discovery() {
         "2001:db8::2",
     ]);
     assert!(!o.status.success(), "ping6 from an unbound address worked");
-    let c = counters(&lab, a);
+    let c = lab.counters(a);
     assert!(c.dropped("ipv6_spoof") >= 2, "{c:?}");
 }

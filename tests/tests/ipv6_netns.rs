@@ -27,10 +27,10 @@ use std::{
 };
 
 use portguard_tests::{
-    cli::{self, PortCounters},
+    cli::assert_deltas,
     frames::{self as f, Mac},
     netns::{frame_matches, Lab, Vm, VmSpec},
-    proc::{need_tool, Proc, TmpDir},
+    proc::{eventually, need_tool, Proc, TmpDir},
 };
 use serde_json::Value;
 
@@ -226,33 +226,6 @@ fn routes(vm: &Vm) -> String {
     ip(vm, &["-6", "route", "show", "table", "all"])
 }
 
-fn counters(lab: &Lab, vm: &Vm) -> PortCounters {
-    cli::counters(&lab.host, &lab.pin_dir, &vm.host_if)
-}
-
-/// Every `dropped` delta must be zero except those listed (exact).
-fn assert_drop_deltas(
-    what: &str,
-    before: &PortCounters,
-    after: &PortCounters,
-    want: &[(&str, u64)],
-) {
-    for (reason, p, _) in &after.dropped {
-        let w = want.iter().find(|d| d.0 == reason).map_or(0, |d| d.1);
-        assert_eq!(
-            p - before.dropped(reason),
-            w,
-            "{what}: dropped.{reason} delta\nbefore {before:?}\nafter  {after:?}"
-        );
-    }
-    for (reason, _) in want {
-        assert!(
-            after.dropped.iter().any(|d| d.0 == *reason),
-            "{what}: stats --json has no dropped.{reason}"
-        );
-    }
-}
-
 /// Sends `frames` from `from` while capturing on `to`; returns how many of
 /// them arrived.
 fn deliver(from: &Vm, to: &Vm, frames: &[Vec<u8>]) -> usize {
@@ -274,20 +247,6 @@ fn g(i: u16) -> Ipv6Addr {
 
 fn eth6(dst: Mac, src: Mac, pkt: &[u8]) -> Vec<u8> {
     f::eth_ipv6(dst, src, pkt)
-}
-
-/// Polls `cond` every 100 ms for up to `secs`.
-fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// dhclient hook script: logs every invocation; configures nothing (so it
@@ -318,7 +277,7 @@ fn ping_over_global_and_eui64_link_local_with_real_nd_and_dad() {
     let (a, b) = (lab.vm(1), lab.vm(2));
     guard(&lab, a, &["2001:db8::1"], &[]);
     guard(&lab, b, &["2001:db8::2"], &[]);
-    let before = (counters(&lab, a), counters(&lab, b));
+    let before = (lab.counters(a), lab.counters(b));
     restart_with_dad(a);
     restart_with_dad(b);
     assert_eq!(wait_link_local(a), ll(a), "vm1 link-local is EUI-64");
@@ -352,13 +311,13 @@ fn ping_over_global_and_eui64_link_local_with_real_nd_and_dad() {
     assert_eq!(neigh(a, ll(b)).as_deref(), Some("02:00:00:00:00:02"));
 
     for (vm, before) in [(a, &before.0), (b, &before.1)] {
-        let after = counters(&lab, vm);
+        let after = lab.counters(vm);
         assert!(
             after.passed.0 > before.passed.0 + 10,
             "{}: {after:?}",
             vm.host_if
         );
-        assert_drop_deltas(&vm.host_if, before, &after, &[]);
+        assert_deltas(&vm.host_if, before, &after, None, &[]);
     }
 }
 
@@ -388,13 +347,13 @@ fn dad_of_a_bound_address_survives_a_squatting_neighbour() {
             "nodad",
         ],
     );
-    let before = counters(&lab, b);
+    let before = lab.counters(b);
     assert_eq!(
         add_addr(a, "2001:db8::1"),
         Dad::Ok,
         "vm1's DAD was defeated by the squatter"
     );
-    let after = counters(&lab, b);
+    let after = lab.counters(b);
     let stopped = (after.dropped("ipv6_spoof") - before.dropped("ipv6_spoof"))
         + (after.dropped("nd_spoof") - before.dropped("nd_spoof"));
     assert!(
@@ -418,13 +377,13 @@ fn dad_of_a_bound_address_survives_a_squatting_neighbour() {
             "nodad",
         ],
     );
-    let before = counters(&lab, b);
+    let before = lab.counters(b);
     assert_eq!(
         add_addr(a, "2001:db8::11"),
         Dad::Failed,
         "control: without enforcement the squatter should have won DAD"
     );
-    let after = counters(&lab, b);
+    let after = lab.counters(b);
     assert!(
         after.would_drop("ipv6_spoof") + after.would_drop("nd_spoof")
             > before.would_drop("ipv6_spoof") + before.would_drop("nd_spoof"),
@@ -485,17 +444,18 @@ fn rogue_router_advertisement_is_stopped() {
             &f::redirect(ll(a), ll(obs), ll(a), g(0x99)),
         ),
     ];
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let got = deliver(a, obs, &frames);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_eq!(
         got, 0,
         "{got} rogue RA/redirect frames reached the observer"
     );
-    assert_drop_deltas(
+    assert_deltas(
         "rogue RA",
         &before,
         &after,
+        None,
         &[("ra_guard", frames.len() as u64)],
     );
     thread::sleep(Duration::from_millis(500));
@@ -516,7 +476,7 @@ fn rogue_router_advertisement_is_stopped() {
 
     // Control: monitor mode lets the RA through and the observer takes it.
     bind(&lab, a, &["2001:db8::1"], &["--mode", "monitor"]);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     a.send(&frames[..1]);
     let learned = eventually(5, || {
         routes(obs)
@@ -529,7 +489,7 @@ fn rogue_router_advertisement_is_stopped() {
          (the enforcing part of this test proves nothing):\n{}",
         routes(obs)
     );
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_eq!(
         after.would_drop("ra_guard") - before.would_drop("ra_guard"),
         1
@@ -605,14 +565,15 @@ fn spoofed_neighbor_advertisement_is_stopped() {
         // vm1's own address and MAC, but hop limit 64: not a valid ND message
         eth6(all_nodes, a.mac(), &hop64),
     ];
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let got = deliver(a, obs, &frames);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_eq!(got, 0, "{got} spoofed ND frames reached the observer");
-    assert_drop_deltas(
+    assert_deltas(
         "spoofed ND",
         &before,
         &after,
+        None,
         &[("nd_spoof", frames.len() as u64)],
     );
     thread::sleep(Duration::from_millis(300));
@@ -690,14 +651,15 @@ fn spoofed_ipv6_source_is_stopped() {
             &f::ipv6(g(2), g(3), f::IPPROTO_FRAGMENT, 64, &frag),
         ),
     ];
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let got = deliver(a, obs, &frames);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_eq!(got, 0, "{got} spoofed IPv6 frames reached the observer");
-    assert_drop_deltas(
+    assert_deltas(
         "spoofed source",
         &before,
         &after,
+        None,
         &[("ipv6_spoof", frames.len() as u64)],
     );
     // A legitimate packet from the same VM still arrives.
@@ -709,10 +671,10 @@ fn spoofed_ipv6_source_is_stopped() {
 
     // Real programs: an unbound address configured in vm1 cannot be used.
     add_addr_ok(a, "2001:db8::99");
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let (ok, out) = ping6(a, "2001:db8::3", Some("2001:db8::99"));
     assert!(!ok, "ping from unbound 2001:db8::99 worked:\n{out}");
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert!(
         after.dropped("ipv6_spoof") > before.dropped("ipv6_spoof"),
         "ping from an unbound address was not counted: {after:?}"
@@ -757,27 +719,28 @@ fn dhcpv6_server_messages_are_stopped() {
             &f::udp6(g(1), ll(client), 547, 546, &reply),
         ),
     ];
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let got = deliver(a, client, &frames);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_eq!(got, 0, "{got} DHCPv6 server frames reached the client");
-    assert_drop_deltas(
+    assert_deltas(
         "DHCPv6 server",
         &before,
         &after,
+        None,
         &[("dhcp_server", frames.len() as u64)],
     );
 
     bind(&lab, a, &["2001:db8::1"], &["--allow-dhcp-server"]);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let got = deliver(a, client, &frames);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_eq!(
         got,
         frames.len(),
         "with --allow-dhcp-server the frames should be delivered"
     );
-    assert_drop_deltas("allowed DHCPv6 server", &before, &after, &[]);
+    assert_deltas("allowed DHCPv6 server", &before, &after, None, &[]);
 }
 
 /// A real DHCPv6 exchange: dnsmasq in vm1 (not allowed to serve) and
@@ -859,9 +822,9 @@ fn rogue_dnsmasq_dhcpv6_server_is_stopped() {
         (got, log, server_frames)
     };
 
-    let before = counters(&lab, srv);
+    let before = lab.counters(srv);
     let (leased, log, seen) = run_client("blocked", 8);
-    let after = counters(&lab, srv);
+    let after = lab.counters(srv);
     assert!(
         !leased,
         "the client got a DHCPv6 lease from the rogue server:\n{log}"
@@ -877,10 +840,11 @@ fn rogue_dnsmasq_dhcpv6_server_is_stopped() {
         "dnsmasq's answers were not counted as dhcp_server ({before:?} -> {after:?});\ndnsmasq log:\n{}",
         dnsmasq.log()
     );
-    assert_drop_deltas(
+    assert_deltas(
         "rogue dnsmasq v6",
         &before,
         &after,
+        None,
         &[("dhcp_server", drops)],
     );
 
@@ -934,26 +898,26 @@ fn prefix_binding_allows_any_address_in_it() {
         echo("2001:db8:1:1::"),
         echo("2001:db8:0:ffff:ffff:ffff:ffff:ffff"),
     ];
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(deliver(a, b, &inside), 2, "addresses at the prefix edges");
     assert_eq!(
         deliver(a, b, &outside),
         0,
         "addresses just outside the prefix"
     );
-    let after = counters(&lab, a);
-    assert_drop_deltas("prefix edges", &before, &after, &[("ipv6_spoof", 2)]);
+    let after = lab.counters(a);
+    assert_deltas("prefix edges", &before, &after, None, &[("ipv6_spoof", 2)]);
 
     // Real programs: an address outside the prefix cannot be used, even
     // though vm2 would answer it (it owns 2001:db8:2::2).
     add_addr_ok(a, "2001:db8:2::1");
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let (ok, out) = ping6(a, "2001:db8:2::2", Some("2001:db8:2::1"));
     assert!(
         !ok,
         "ping from 2001:db8:2::1 (outside the bound prefix) worked:\n{out}"
     );
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert!(
         after.dropped("ipv6_spoof") > before.dropped("ipv6_spoof"),
         "{after:?}"
@@ -984,13 +948,13 @@ fn explicitly_bound_stable_privacy_link_local_is_allowed() {
     let target = format!("{x}%eth0");
 
     // Not bound: the address is unusable (vm1's NA and echo replies from it are spoofs).
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let (ok, out) = ping6(b, &target, None);
     assert!(
         !ok,
         "ping to vm1's unbound stable-privacy link-local worked:\n{out}"
     );
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert!(
         after.dropped("ipv6_spoof") > before.dropped("ipv6_spoof"),
         "{after:?}"
@@ -1001,10 +965,16 @@ fn explicitly_bound_stable_privacy_link_local_is_allowed() {
     bind(&lab, a, &["2001:db8::1", &xs], &[]);
     // vm2's entry for x is FAILED from the blocked attempt above; start resolution afresh.
     b.run(&["ip", "-6", "neigh", "flush", "dev", "eth0"]);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_ping6(b, &target, None);
     assert_ping6(a, &format!("{}%eth0", ll(b)), None);
-    let after = counters(&lab, a);
-    assert_drop_deltas("bound stable-privacy link-local", &before, &after, &[]);
+    let after = lab.counters(a);
+    assert_deltas(
+        "bound stable-privacy link-local",
+        &before,
+        &after,
+        None,
+        &[],
+    );
     assert_eq!(neigh(b, x).as_deref(), Some("02:00:00:00:00:01"));
 }

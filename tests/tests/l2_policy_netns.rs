@@ -31,14 +31,14 @@ use std::{
     path::PathBuf,
     process::Command,
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use portguard_tests::{
-    cli::{self, PortCounters},
+    cli::assert_deltas,
     frames::{self as f, Mac},
     netns::{frame_matches, Lab, Vm, VmSpec},
-    proc::{need_tool, Proc, TmpDir},
+    proc::{eventually, need_tool, Proc, TmpDir},
 };
 
 // ------------------------------------------------------------------ CLI helpers
@@ -59,42 +59,6 @@ fn bind(lab: &Lab, vm: &Vm, ips: &[&str], extra: &[&str]) {
 fn guard(lab: &Lab, vm: &Vm, ips: &[&str], extra: &[&str]) {
     bind(lab, vm, ips, extra);
     lab.pg_ok(&["attach", &vm.host_if]);
-}
-
-fn counters(lab: &Lab, vm: &Vm) -> PortCounters {
-    cli::counters(&lab.host, &lab.pin_dir, &vm.host_if)
-}
-
-/// Every `dropped` delta must be zero except those listed (exact); `passed`
-/// must grow by `passed` when given.
-fn assert_deltas(
-    what: &str,
-    before: &PortCounters,
-    after: &PortCounters,
-    passed: Option<u64>,
-    want: &[(&str, u64)],
-) {
-    if let Some(p) = passed {
-        assert_eq!(
-            after.passed.0 - before.passed.0,
-            p,
-            "{what}: passed delta\nbefore {before:?}\nafter  {after:?}"
-        );
-    }
-    for (reason, p, _) in &after.dropped {
-        let w = want.iter().find(|d| d.0 == reason).map_or(0, |d| d.1);
-        assert_eq!(
-            p - before.dropped(reason),
-            w,
-            "{what}: dropped.{reason} delta\nbefore {before:?}\nafter  {after:?}"
-        );
-    }
-    for (reason, _) in want {
-        assert!(
-            after.dropped.iter().any(|d| d.0 == *reason),
-            "{what}: no dropped.{reason} in stats"
-        );
-    }
 }
 
 fn ip(ns: &str, args: &[&str]) -> String {
@@ -125,19 +89,6 @@ fn ping(vm: &Vm, dst: &str, extra: &[&str]) -> (bool, String) {
             String::from_utf8_lossy(&o.stderr)
         ),
     )
-}
-
-fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn spec(i: u8, v4: &[(&str, u8)]) -> VmSpec {
@@ -316,9 +267,9 @@ fn rogue_dhcp_server_never_wins_and_can_be_allowed() {
         &["--no-ping"],
     );
 
-    let before = counters(&lab, rogue);
+    let before = lab.counters(rogue);
     let lease = dhclient(client, &tmp, "blocked", 25);
-    let after = counters(&lab, rogue);
+    let after = lab.counters(rogue);
     let ctx = format!(
         "dhclient:\n{}\nlegit dnsmasq:\n{}\nrogue dnsmasq:\n{}",
         lease.log,
@@ -373,18 +324,18 @@ fn rogue_dhcp_server_never_wins_and_can_be_allowed() {
     let (ok, out) = ping(client, "192.0.2.254", &[]);
     assert!(ok, "ping from the leased address {addr}:\n{out}");
     assert_eq!(
-        counters(&lab, client).total_dropped(),
+        lab.counters(client).total_dropped(),
         0,
         "{:?}",
-        counters(&lab, client)
+        lab.counters(client)
     );
 
     // --allow-dhcp-server: the rogue's offers now reach the client.
     bind(&lab, rogue, &["198.51.100.1"], &["--allow-dhcp-server"]);
     ip(&client.ns, &["addr", "flush", "dev", "eth0"]);
-    let before = counters(&lab, rogue);
+    let before = lab.counters(rogue);
     let lease = dhclient(client, &tmp, "allowed", 25);
-    let after = counters(&lab, rogue);
+    let after = lab.counters(rogue);
     let rogue_frames: Vec<_> = lease
         .offers
         .iter()
@@ -452,17 +403,17 @@ fn lldp_is_dropped_unless_its_ethertype_is_allowed() {
     let frame = lldp(a.mac());
     let other = f::pad_to(f::eth(b.mac(), a.mac(), 0x88b5, b"local experimental"), 60);
 
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(
         deliver_tagged(a, b, &[frame.clone(), frame.clone(), other.clone()]),
         0,
         "LLDP/0x88b5 delivered without allow-list"
     );
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_deltas("ethertype", &before, &after, Some(0), &[("ethertype", 3)]);
 
     bind(&lab, a, &["192.0.2.1"], &["--allow-ethertype", "0x88cc"]);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(
         deliver_tagged(a, b, &[frame.clone(), frame]),
         2,
@@ -473,7 +424,7 @@ fn lldp_is_dropped_unless_its_ethertype_is_allowed() {
         0,
         "0x88b5 delivered with only 0x88cc allowed"
     );
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_deltas(
         "allowed ethertype",
         &before,
@@ -502,12 +453,12 @@ fn vlan_allow_list_with_crafted_tagged_frames() {
     let arp = f::arp(f::ARP_REQUEST, a.mac(), a.ip4(), f::ZERO_MAC, dst);
     let tagged_arp = f::pad_to(f::vlan(f::BROADCAST, a.mac(), 100, f::ETH_P_ARP, &arp), 64);
 
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(
         deliver_tagged(a, b, &[tagged(100, "192.0.2.1"), tagged_arp.clone()]),
         0
     );
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_deltas(
         "VID 100 without allow-vlan",
         &before,
@@ -517,7 +468,7 @@ fn vlan_allow_list_with_crafted_tagged_frames() {
     );
 
     bind(&lab, a, &["192.0.2.1"], &["--allow-vlan", "100"]);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let good = vec![tagged(100, "192.0.2.1"), tagged_arp];
     assert_eq!(
         deliver_tagged(a, b, &good),
@@ -563,7 +514,7 @@ fn vlan_allow_list_with_crafted_tagged_frames() {
         0,
         "VID 200 / QinQ delivered"
     );
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_deltas(
         "allow-vlan 100",
         &before,
@@ -628,9 +579,9 @@ fn vlan_subinterfaces_real_traffic() {
     let (ok, out) = ping(a, "192.0.2.2", &[]);
     assert!(ok, "untagged ping:\n{out}");
 
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let (ok, out) = ping(a, "203.0.113.2", &[]);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert!(
         !ok,
         "ping over VLAN 100 worked although vm1's binding allows no VLAN \
@@ -644,9 +595,9 @@ fn vlan_subinterfaces_real_traffic() {
     bind(&lab, a, &ips_a, &["--allow-vlan", "100"]);
     let (ok, out) = ping(a, "203.0.113.2", &[]);
     assert!(ok, "ping over allowed VLAN 100:\n{out}");
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let (ok, out) = ping(a, "198.51.100.2", &[]);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert!(
         !ok,
         "ping over VLAN 200 worked with only VLAN 100 allowed:\n{out}"
@@ -801,9 +752,9 @@ fn metadata_vlan(mode: &str) {
         t + u
     };
 
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let (tagged, untagged) = arrivals(std::slice::from_ref(&sent), &arrives_as);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_eq!(
         tagged + untagged,
         0,
@@ -826,9 +777,9 @@ fn metadata_vlan(mode: &str) {
     );
 
     // Real traffic through the tagging hook: the kernel's own ARP requests.
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let (ok, _) = ping(a, "192.0.2.2", &[]);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert!(!ok, "ping through the tagging hook worked");
     // Let the kernel's ARP retries die out before exact counting resumes.
     thread::sleep(Duration::from_millis(1500));
@@ -842,13 +793,13 @@ fn metadata_vlan(mode: &str) {
     );
 
     bind(&lab, a, &["192.0.2.1"], &["--allow-vlan", "200"]);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(
         count(std::slice::from_ref(&sent), &arrives_as),
         0,
         "VID 100 delivered with only 200 allowed"
     );
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_deltas(
         "metadata VID 100, VLAN 200 allowed",
         &before,
@@ -859,11 +810,11 @@ fn metadata_vlan(mode: &str) {
 
     // Control: allowed, the frame arrives tagged (so the hook does tag it).
     bind(&lab, a, &["192.0.2.1"], &["--allow-vlan", "100"]);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let cap = b.capture();
     a.send(std::slice::from_ref(&sent));
     let seen = cap.finish();
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_eq!(
         seen.iter()
             .filter(|g| frame_matches(g, &arrives_as))
@@ -876,7 +827,7 @@ fn metadata_vlan(mode: &str) {
     );
     assert_deltas("metadata VID 100 allowed", &before, &after, Some(1), &[]);
     let spoofed = f::eth(b.mac(), a.mac(), f::ETH_P_IP, &udp("192.0.2.99"));
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(
         count(
             &[spoofed],
@@ -884,7 +835,7 @@ fn metadata_vlan(mode: &str) {
         ),
         0
     );
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_deltas(
         "metadata VID 100, spoofed inner source",
         &before,
@@ -905,13 +856,13 @@ fn metadata_vlan(mode: &str) {
         f::ETH_P_IP,
         &udp("192.0.2.1"),
     );
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     assert_eq!(
         count(&[inband], &both),
         0,
         "metadata tag + in-band tag delivered"
     );
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_deltas(
         "metadata + in-band tag",
         &before,
@@ -923,9 +874,9 @@ fn metadata_vlan(mode: &str) {
     // Monitor mode without any allowed VLAN: the frame passes, counted as a
     // would-drop (vlan) and as passed.
     bind(&lab, a, &["192.0.2.1"], &["--mode", "monitor"]);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let (tagged, _) = arrivals(std::slice::from_ref(&sent), &arrives_as);
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     assert_eq!(tagged, 1, "monitor mode: the tagged frame should pass");
     assert_deltas("metadata VID 100, monitor", &before, &after, Some(1), &[]);
     assert_eq!(
@@ -947,11 +898,11 @@ fn qinq_service_tag_carried_as_skb_metadata_is_dropped() {
     let udp = f::udp4(a.ip4(), b.ip4(), 40000, 9, b"s-tag");
     let sent = f::eth(b.mac(), a.mac(), f::ETH_P_IP, &udp);
     let as_stag = f::vlan_tpid(b.mac(), a.mac(), f::ETH_P_8021AD, 100, f::ETH_P_IP, &udp);
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let cap = b.capture();
     a.send(std::slice::from_ref(&sent));
     let got = cap.finish();
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
     let n = got
         .iter()
         .filter(|g| frame_matches(g, &as_stag) || frame_matches(g, &sent))

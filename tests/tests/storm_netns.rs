@@ -19,7 +19,6 @@
 //! `PORTGUARD_BIN=target/debug/portguard cargo test -p portguard-tests --test storm_netns`.
 use std::{
     ffi::CString,
-    fs::File,
     io,
     net::Ipv4Addr,
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
@@ -33,9 +32,9 @@ use std::{
 };
 
 use portguard_tests::{
-    cli::{self, PortCounters},
+    cli::PortCounters,
     frames::{self as f, Mac},
-    netns::{Lab, Vm, VmSpec},
+    netns::{enter_netns, Lab, Vm, VmSpec},
 };
 
 /// Serializes the floods of this test binary.
@@ -73,24 +72,11 @@ fn guard(lab: &Lab, vm: &Vm, extra: &[&str]) {
     lab.pg_ok(&["attach", &vm.host_if]);
 }
 
-fn counters(lab: &Lab, vm: &Vm) -> PortCounters {
-    cli::counters(&lab.host, &lab.pin_dir, &vm.host_if)
-}
-
 fn delta(before: &PortCounters, after: &PortCounters, reason: &str) -> u64 {
     after.dropped(reason) - before.dropped(reason)
 }
 
 // ------------------------------------------------------------------ AF_PACKET (private)
-
-/// Moves the calling thread into netns `ns`.
-fn enter_netns(ns: &str) {
-    let f =
-        File::open(format!("/run/netns/{ns}")).unwrap_or_else(|e| panic!("open netns {ns}: {e}"));
-    // SAFETY: valid fd; CLONE_NEWNET only affects the calling thread.
-    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(r, 0, "setns {ns}: {}", io::Error::last_os_error());
-}
 
 /// AF_PACKET raw socket bound to `iface` for `protocol` (host order; 0 = none).
 fn packet_socket(iface: &str, protocol: u16) -> (OwnedFd, i32) {
@@ -163,7 +149,7 @@ fn start_flood(
     let (ns, iface) = (vm.ns.clone(), vm.iface.clone());
     let (tx, rx) = mpsc::channel();
     let h = thread::spawn(move || {
-        enter_netns(&ns);
+        enter_netns(&ns).expect("setns");
         let (fd, ifindex) = packet_socket(&iface, 0);
         let dur = Duration::from_secs_f64(secs);
         let (mut sent, mut failed) = (0u64, 0u64);
@@ -199,7 +185,7 @@ fn start_flood(
 fn send_frames(vm: &Vm, frames: Vec<Vec<u8>>) -> u64 {
     let (ns, iface) = (vm.ns.clone(), vm.iface.clone());
     thread::spawn(move || {
-        enter_netns(&ns);
+        enter_netns(&ns).expect("setns");
         let (fd, ifindex) = packet_socket(&iface, 0);
         frames
             .iter()
@@ -234,7 +220,7 @@ impl CountCap {
         let stop2 = stop.clone();
         let (tx, rx) = mpsc::channel();
         let handle = thread::spawn(move || {
-            enter_netns(&ns);
+            enter_netns(&ns).expect("setns");
             let (fd, ifindex) = packet_socket(&iface, libc::ETH_P_ALL as u16);
             // SAFETY: setsockopt with properly sized values.
             unsafe {
@@ -436,7 +422,7 @@ fn run_flood(sc: Flood) {
     guard(&lab, c, &[]);
     warm_up(&[a, b, c]);
 
-    let before = counters(&lab, a);
+    let before = lab.counters(a);
     let cap = CountCap::start(c, sc.is_flood);
     let ncap = CountCap::start(c, sc.is_neighbour);
     let (flood, started) = start_flood(a, sc.frame.clone(), FLOOD_PPS, FLOOD_SECS);
@@ -456,7 +442,7 @@ fn run_flood(sc: Flood) {
     for p in pings {
         assert_no_loss(p);
     }
-    let after = counters(&lab, a);
+    let after = lab.counters(a);
 
     let secs = res.elapsed.as_secs_f64();
     let rate = (got as f64 - LIMIT_BURST as f64) / secs;
@@ -524,7 +510,7 @@ fn run_flood(sc: Flood) {
         "vm2's {} frames sent during vm1's flood: only {n_got} of 20 arrived",
         sc.reason
     );
-    let b_after = counters(&lab, b);
+    let b_after = lab.counters(b);
     assert_eq!(b_after.total_dropped(), 0, "vm2: {b_after:?}");
 }
 
@@ -655,7 +641,7 @@ fn default_limits_never_trip_under_normal_use() {
     for vm in &vms {
         guard(&lab, vm, &[]);
     }
-    let before: Vec<PortCounters> = vms.iter().map(|vm| counters(&lab, vm)).collect();
+    let before: Vec<PortCounters> = vms.iter().map(|vm| lab.counters(vm)).collect();
     let mut bg = Vec::new();
     for (i, a) in vms.iter().enumerate() {
         let b = vms[(i + 1) % vms.len()];
@@ -717,7 +703,7 @@ fn default_limits_never_trip_under_normal_use() {
     }
     assert!(nd > 0, "ndisc6 never got an answer");
     for (vm, before) in vms.iter().zip(&before) {
-        let after = counters(&lab, vm);
+        let after = lab.counters(vm);
         for r in ["bcast_limit", "mcast_limit", "arp_limit"] {
             assert_eq!(
                 delta(before, &after, r),

@@ -2,9 +2,7 @@
 //! namespaces (`pgbench-<pid>-<tag>`), temporary pin directories under
 //! /sys/fs/bpf, external commands.
 use std::{
-    fs::File,
     io,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
     process::{Command, Output},
     thread,
@@ -123,15 +121,7 @@ impl Drop for Netns {
     }
 }
 
-/// Moves the calling thread into netns `ns` (only this thread).
-pub fn enter_netns(ns: &str) -> Result<()> {
-    let f = File::open(format!("/run/netns/{ns}")).with_context(|| format!("open netns {ns}"))?;
-    // SAFETY: valid fd; CLONE_NEWNET only affects the calling thread.
-    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        bail!("setns {ns}: {}", io::Error::last_os_error());
-    }
-    Ok(())
-}
+pub use crate::netns::enter_netns;
 
 /// Runs `f` on a new thread that has entered `ns` and is pinned to `cpu`.
 pub fn in_ns<T: Send + 'static>(
