@@ -32,7 +32,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use crate::frames::Mac;
 
@@ -504,7 +504,7 @@ pub fn enter_netns(ns: &str) -> Result<()> {
 
 /// Opens an AF_PACKET raw socket bound to `iface` (in the current thread's netns).
 /// `protocol` is the host-order EtherType to receive (0 = receive nothing).
-fn packet_socket(iface: &str, protocol: u16) -> Result<(OwnedFd, i32)> {
+pub fn packet_socket(iface: &str, protocol: u16) -> Result<(OwnedFd, i32)> {
     let proto_be = protocol.to_be();
     // SAFETY: plain syscalls with checked results.
     let fd = unsafe {
@@ -550,29 +550,9 @@ pub fn send_raw(ns: &str, iface: &str, frames: &[Vec<u8>]) -> Result<()> {
         enter_netns(&ns)?;
         let (fd, ifindex) = packet_socket(&iface, 0)?;
         for f in &frames {
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_ifindex = ifindex;
-            sll.sll_halen = 6;
-            sll.sll_addr[..6].copy_from_slice(&f[..6.min(f.len())]);
-            let n = unsafe {
-                libc::sendto(
-                    fd.as_raw_fd(),
-                    f.as_ptr() as *const libc::c_void,
-                    f.len(),
-                    0,
-                    &sll as *const _ as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            if n < 0 {
-                bail!(
-                    "sendto {iface} in {ns} ({} bytes): {}",
-                    f.len(),
-                    io::Error::last_os_error()
-                );
-            }
-            if n as usize != f.len() {
+            let n = send_frame(&fd, ifindex, f)
+                .map_err(|e| anyhow!("sendto {iface} in {ns} ({} bytes): {e}", f.len()))?;
+            if n != f.len() {
                 bail!("short send on {iface}: {n} of {}", f.len());
             }
         }
@@ -580,6 +560,31 @@ pub fn send_raw(ns: &str, iface: &str, frames: &[Vec<u8>]) -> Result<()> {
     })
     .join()
     .expect("send thread panicked")
+}
+
+/// Sends one complete Ethernet frame on a socket from [`packet_socket`];
+/// returns the bytes sent.
+pub fn send_frame(fd: &OwnedFd, ifindex: i32, frame: &[u8]) -> io::Result<usize> {
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_ifindex = ifindex;
+    sll.sll_halen = 6;
+    sll.sll_addr[..6].copy_from_slice(&frame[..6.min(frame.len())]);
+    // SAFETY: valid socket, buffer and address.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr() as *const libc::c_void,
+            frame.len(),
+            0,
+            &sll as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 /// A running capture on one interface (incoming frames only). Stop it with

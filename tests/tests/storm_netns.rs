@@ -18,10 +18,8 @@
 //! Needs root (namespaces, XDP). Run e.g.
 //! `PORTGUARD_BIN=target/debug/portguard cargo test -p portguard-tests --test storm_netns`.
 use std::{
-    ffi::CString,
-    io,
     net::Ipv4Addr,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsRawFd, OwnedFd},
     process::{Child, Command, Output, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -34,7 +32,7 @@ use std::{
 use portguard_tests::{
     cli::PortCounters,
     frames::{self as f, Mac},
-    netns::{enter_netns, Lab, Vm, VmSpec},
+    netns::{enter_netns, packet_socket, send_frame, Lab, Vm, VmSpec},
 };
 
 /// Serializes the floods of this test binary.
@@ -78,56 +76,9 @@ fn delta(before: &PortCounters, after: &PortCounters, reason: &str) -> u64 {
 
 // ------------------------------------------------------------------ AF_PACKET (private)
 
-/// AF_PACKET raw socket bound to `iface` for `protocol` (host order; 0 = none).
-fn packet_socket(iface: &str, protocol: u16) -> (OwnedFd, i32) {
-    // SAFETY: plain syscalls, results checked.
-    unsafe {
-        let fd = libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            protocol.to_be() as i32,
-        );
-        assert!(fd >= 0, "socket(AF_PACKET): {}", io::Error::last_os_error());
-        let fd = OwnedFd::from_raw_fd(fd);
-        let name = CString::new(iface).unwrap();
-        let ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
-        assert!(ifindex > 0, "no interface {iface}");
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = protocol.to_be();
-        sll.sll_ifindex = ifindex;
-        let r = libc::bind(
-            fd.as_raw_fd(),
-            &sll as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        );
-        assert_eq!(
-            r,
-            0,
-            "bind AF_PACKET {iface}: {}",
-            io::Error::last_os_error()
-        );
-        (fd, ifindex)
-    }
-}
-
+/// Sends one frame; false on an error or a short send (counted as failed).
 fn send_one(fd: &OwnedFd, ifindex: i32, frame: &[u8]) -> bool {
-    // SAFETY: valid socket, buffer and address.
-    unsafe {
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = ifindex;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-        libc::sendto(
-            fd.as_raw_fd(),
-            frame.as_ptr() as *const libc::c_void,
-            frame.len(),
-            0,
-            &sll as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        ) == frame.len() as isize
-    }
+    send_frame(fd, ifindex, frame).is_ok_and(|n| n == frame.len())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -150,7 +101,7 @@ fn start_flood(
     let (tx, rx) = mpsc::channel();
     let h = thread::spawn(move || {
         enter_netns(&ns).expect("setns");
-        let (fd, ifindex) = packet_socket(&iface, 0);
+        let (fd, ifindex) = packet_socket(&iface, 0).expect("AF_PACKET socket");
         let dur = Duration::from_secs_f64(secs);
         let (mut sent, mut failed) = (0u64, 0u64);
         let start = Instant::now();
@@ -186,7 +137,7 @@ fn send_frames(vm: &Vm, frames: Vec<Vec<u8>>) -> u64 {
     let (ns, iface) = (vm.ns.clone(), vm.iface.clone());
     thread::spawn(move || {
         enter_netns(&ns).expect("setns");
-        let (fd, ifindex) = packet_socket(&iface, 0);
+        let (fd, ifindex) = packet_socket(&iface, 0).expect("AF_PACKET socket");
         frames
             .iter()
             .filter(|fr| send_one(&fd, ifindex, fr))
@@ -221,7 +172,8 @@ impl CountCap {
         let (tx, rx) = mpsc::channel();
         let handle = thread::spawn(move || {
             enter_netns(&ns).expect("setns");
-            let (fd, ifindex) = packet_socket(&iface, libc::ETH_P_ALL as u16);
+            let (fd, ifindex) =
+                packet_socket(&iface, libc::ETH_P_ALL as u16).expect("AF_PACKET socket");
             // SAFETY: setsockopt with properly sized values.
             unsafe {
                 let big: libc::c_int = 16 << 20;
