@@ -118,29 +118,12 @@ impl IpNet {
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => {
-                let mask = if self.len == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - self.len as u32)
-                };
-                u32::from(net) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(a)) => {
-                let mask = if self.len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - self.len as u32)
-                };
-                u128::from(net) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
+        self.addr.is_ipv4() == ip.is_ipv4() && masked(ip, self.len) == masked(self.addr, self.len)
     }
 }
 
-fn masked(addr: IpAddr, len: u8) -> IpAddr {
+/// `addr` with every bit after the first `len` cleared.
+pub fn masked(addr: IpAddr, len: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
             let mask = if len == 0 {

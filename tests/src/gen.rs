@@ -32,7 +32,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use filter_common::{MAX_ETHERTYPES, MAX_INLINE_ADDRS, MAX_VLANS};
 use portguard::{
     binding::{Binding, Limit, Mode},
-    parse::{IpNet, Mac as BoundMac},
+    parse::{masked, IpNet, Mac as BoundMac},
 };
 
 use crate::frames::{self as f, Mac};
@@ -169,24 +169,6 @@ fn doc_v6(rng: &mut Rng) -> Ipv6Addr {
         }
     }
     Ipv6Addr::from(o)
-}
-
-fn mask_v4(a: Ipv4Addr, len: u8) -> Ipv4Addr {
-    let m = if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len))
-    };
-    Ipv4Addr::from(u32::from(a) & m)
-}
-
-fn mask_v6(a: Ipv6Addr, len: u8) -> Ipv6Addr {
-    let m = if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(len))
-    };
-    Ipv6Addr::from(u128::from(a) & m)
 }
 
 /// A random host inside `net` (for prefixes; the address itself for hosts).
@@ -368,7 +350,7 @@ impl Gen {
         for _ in 0..rng.range(0, 2) {
             let len = rng.range(24, 31) as u8;
             ips.push(IpNet {
-                addr: IpAddr::V4(mask_v4(doc_v4(rng), len)),
+                addr: masked(IpAddr::V4(doc_v4(rng)), len),
                 len,
             });
         }
@@ -386,7 +368,7 @@ impl Gen {
         if rng.chance(50) {
             let len = *rng.pick(&[32u8, 48, 56, 64, 64, 64, 96, 112, 120, 127]);
             ips.push(IpNet {
-                addr: IpAddr::V6(mask_v6(doc_v6(rng), len)),
+                addr: masked(IpAddr::V6(doc_v6(rng)), len),
                 len,
             });
         }

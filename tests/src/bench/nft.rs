@@ -38,29 +38,42 @@ fn elements(out: &mut String, iface: &str, addrs: &[std::net::IpAddr]) {
 
 /// A netdev-family table with an ingress chain on `iface`.
 pub fn netdev_ruleset(iface: &str, f: Family, addrs: &[std::net::IpAddr]) -> String {
-    let (ty, et, sa) = types(f);
-    let mut s = String::with_capacity(64 * addrs.len() + 1024);
-    let _ = writeln!(s, "table netdev {NETDEV_TABLE} {{");
-    let _ = writeln!(
-        s,
-        "  set bound {{\n    type iface_index . ether_addr . {ty}\n    size {}\n    elements = {{",
-        addrs.len() + 16
-    );
-    elements(&mut s, iface, addrs);
-    let _ = writeln!(s, "    }}\n  }}");
-    let _ = writeln!(
-        s,
-        "  chain ingress {{\n    type filter hook ingress device \"{iface}\" priority 0; policy accept;\n    \
-         ether type {et} meta iif . ether saddr . {sa} != @bound counter drop\n  }}\n}}"
-    );
-    s
+    let hook = format!("ingress device \"{iface}\"");
+    ruleset(
+        &format!("netdev {NETDEV_TABLE}"),
+        "ingress",
+        &hook,
+        iface,
+        f,
+        addrs,
+    )
 }
 
 /// A bridge-family table filtering at prerouting (before learning and forwarding).
 pub fn bridge_ruleset(iface: &str, f: Family, addrs: &[std::net::IpAddr]) -> String {
+    ruleset(
+        &format!("bridge {BRIDGE_TABLE}"),
+        "pre",
+        "prerouting",
+        iface,
+        f,
+        addrs,
+    )
+}
+
+/// `table <table>` with the set of bound (iface, MAC, address) and one chain
+/// `<chain>` at `hook` dropping what is not in it.
+fn ruleset(
+    table: &str,
+    chain: &str,
+    hook: &str,
+    iface: &str,
+    f: Family,
+    addrs: &[std::net::IpAddr],
+) -> String {
     let (ty, et, sa) = types(f);
     let mut s = String::with_capacity(64 * addrs.len() + 1024);
-    let _ = writeln!(s, "table bridge {BRIDGE_TABLE} {{");
+    let _ = writeln!(s, "table {table} {{");
     let _ = writeln!(
         s,
         "  set bound {{\n    type iface_index . ether_addr . {ty}\n    size {}\n    elements = {{",
@@ -70,7 +83,7 @@ pub fn bridge_ruleset(iface: &str, f: Family, addrs: &[std::net::IpAddr]) -> Str
     let _ = writeln!(s, "    }}\n  }}");
     let _ = writeln!(
         s,
-        "  chain pre {{\n    type filter hook prerouting priority 0; policy accept;\n    \
+        "  chain {chain} {{\n    type filter hook {hook} priority 0; policy accept;\n    \
          ether type {et} meta iif . ether saddr . {sa} != @bound counter drop\n  }}\n}}"
     );
     s
