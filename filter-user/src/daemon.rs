@@ -9,10 +9,10 @@
 //! * exits on SIGTERM/SIGINT leaving every pin (and so the enforcement) in place;
 //! * speaks the systemd notify protocol when `NOTIFY_SOCKET` is set (Type=notify).
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     io::Write,
     net::SocketAddr,
-    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -29,8 +29,10 @@ use tokio::{
 };
 
 use crate::{
-    audit::{one_line, AuditLog},
-    events::{ClockOffset, EventReader, PortNames},
+    audit::AuditLog,
+    clock::ClockOffset,
+    error::one_line,
+    events::{EventReader, PortNames},
     iface, metrics,
     pinned::Pinned,
     state::{self, Kind, PlanOptions},
@@ -164,16 +166,7 @@ impl RotatingLog {
 
     fn open(&mut self) -> Result<&mut File> {
         if self.file.is_none() {
-            if let Some(d) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-            }
-            let f = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o640)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&self.path)
-                .with_context(|| format!("cannot open {}", self.path.display()))?;
+            let (f, _) = crate::logfile::open_append(&self.path)?;
             self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
             self.file = Some(f);
         }

@@ -9,9 +9,9 @@
 //! `/run/portguard/<escaped pin dir>.events.lock` (bpffs cannot hold regular
 //! files) for as long as it lives.
 //!
-//! The daemon can poll a reader with tokio: `EventReader` implements `AsRawFd`,
-//! so `tokio::io::unix::AsyncFd::new(reader)` works; on readiness call
-//! `guard.get_inner_mut().drain(..)` and `guard.clear_ready()`.
+//! [`EventReader::wait`] blocks in `poll(2)` (the daemon reads events on a
+//! thread of its own); `EventReader` also implements `AsFd` for callers that
+//! want to poll it themselves.
 use std::{
     collections::HashMap,
     fs::{self, File, OpenOptions},
@@ -27,12 +27,15 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::maps::{MapData, RingBuf};
-use chrono::{DateTime, SecondsFormat, Utc};
 use filter_common::{DropEvent, Reason, EVENT_CAPTURE};
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use crate::{parse::Mac, pinned::Pinned};
+use crate::{
+    clock::{rfc3339, ClockOffset},
+    parse::Mac,
+    pinned::Pinned,
+};
 
 /// Where the single-consumer locks live.
 pub const EVENTS_LOCK_DIR: &str = "/run/portguard";
@@ -251,60 +254,6 @@ impl Event {
         }
         s.push_str(&format!(" len {}", self.frame_len));
         s
-    }
-}
-
-/// Converts CLOCK_MONOTONIC nanoseconds to wall-clock (CLOCK_REALTIME) ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClockOffset {
-    /// realtime - monotonic, in nanoseconds.
-    pub offset_ns: i128,
-}
-
-fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
-}
-
-impl ClockOffset {
-    /// Measures the offset now: the realtime read bracketed by the closest
-    /// pair of monotonic reads out of a few tries.
-    pub fn measure() -> ClockOffset {
-        let mut best: Option<(i128, i128)> = None;
-        for _ in 0..5 {
-            let m1 = clock_ns(libc::CLOCK_MONOTONIC);
-            let r = clock_ns(libc::CLOCK_REALTIME);
-            let m2 = clock_ns(libc::CLOCK_MONOTONIC);
-            let gap = m2 - m1;
-            let off = r - (m1 + gap / 2);
-            if best.is_none_or(|(g, _)| gap < g) {
-                best = Some((gap, off));
-            }
-        }
-        ClockOffset {
-            offset_ns: best.map(|b| b.1).unwrap_or(0),
-        }
-    }
-
-    /// Wall-clock nanoseconds since the Unix epoch (clamped at 0).
-    pub fn wall_ns(&self, mono_ns: u64) -> u64 {
-        let w = mono_ns as i128 + self.offset_ns;
-        w.clamp(0, u64::MAX as i128) as u64
-    }
-}
-
-/// RFC 3339 UTC with nanoseconds, e.g. `2024-05-01T12:00:00.123456789Z`.
-pub fn rfc3339(wall_ns: u64) -> String {
-    let secs = (wall_ns / 1_000_000_000) as i64;
-    let nanos = (wall_ns % 1_000_000_000) as u32;
-    match DateTime::<Utc>::from_timestamp(secs, nanos) {
-        Some(t) => t.to_rfc3339_opts(SecondsFormat::Nanos, true),
-        None => format!("{secs}.{nanos:09}"),
     }
 }
 
@@ -630,15 +579,6 @@ mod tests {
         assert_eq!(e.vlan, Some(100));
         assert_eq!(e.orig_len(), EVENT_CAPTURE as u32);
         assert_eq!(decode(&[0u8; 10]), Err(DecodeError::Short(10)));
-    }
-
-    #[test]
-    fn clock_is_sane() {
-        let c = ClockOffset::measure();
-        let mono = clock_ns(libc::CLOCK_MONOTONIC) as u64;
-        let wall = c.wall_ns(mono) as i128;
-        let real = clock_ns(libc::CLOCK_REALTIME);
-        assert!((wall - real).abs() < 50_000_000, "{wall} vs {real}");
     }
 
     #[test]

@@ -6,9 +6,12 @@ pub mod audit;
 pub mod batch;
 pub mod binding;
 pub mod bpffs;
+pub mod clock;
 pub mod daemon;
+pub mod error;
 pub mod events;
 pub mod iface;
+pub mod logfile;
 pub mod metrics;
 pub mod model;
 pub mod parse;
@@ -18,6 +21,7 @@ pub mod report;
 pub mod spec;
 pub mod state;
 pub mod testrun;
+pub mod who;
 
 pub use filter_common::{Reason, N_REASONS};
 

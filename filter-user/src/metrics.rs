@@ -278,7 +278,7 @@ fn handle(scraper: &Mutex<Scraper>, method: &Method, path: &str) -> Response<Ful
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!(
                         "portguard: cannot read counters: {}\n",
-                        crate::audit::one_line(&e)
+                        crate::error::one_line(&e)
                     ),
                 ),
             }

@@ -75,7 +75,7 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
             audit_errors.push(format!(
                 "{}: {}",
                 o.plan.iface,
-                portguard::audit::one_line(&e)
+                portguard::error::one_line(&e)
             ));
         }
         if !a.json {

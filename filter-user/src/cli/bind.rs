@@ -1,10 +1,11 @@
 use anyhow::{Context, Result};
 use portguard::{
-    audit::{audited, port_json, AuditEntry, AuditLog},
+    audit::{audited, AuditEntry, AuditLog},
     binding::{Binding, Mode},
     iface,
     parse::{parse_ethertype, parse_vlan, IpNet, Mac},
     pinned::Pinned,
+    report::port_json,
     spec::PortSpec,
 };
 

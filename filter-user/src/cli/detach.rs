@@ -1,8 +1,9 @@
 use anyhow::Result;
 use portguard::{
     attach::detach,
-    audit::{audited, port_json_by_name, AuditEntry, AuditLog},
+    audit::{audited, AuditEntry, AuditLog},
     pinned::{remove_pin_dir, Pinned},
+    report::port_json_by_name,
 };
 
 #[derive(clap::Args)]

@@ -10,7 +10,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 use filter_common::Reason;
 use portguard::{
-    events::{ClockOffset, EventFilter, EventReader, PortNames},
+    clock::ClockOffset,
+    events::{EventFilter, EventReader, PortNames},
     iface,
     pcap::{PcapWriter, Precision},
     pinned::Pinned,

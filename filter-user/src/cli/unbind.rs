@@ -1,8 +1,9 @@
 use anyhow::{bail, Result};
 use portguard::{
-    audit::{audited, port_json, AuditEntry, AuditLog},
+    audit::{audited, AuditEntry, AuditLog},
     iface,
     pinned::Pinned,
+    report::port_json,
 };
 
 #[derive(clap::Args)]

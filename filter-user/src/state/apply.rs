@@ -7,8 +7,10 @@ use serde_json::Value;
 use super::{Plan, PortPlan, Step};
 use crate::{
     attach::{self, remove_pin, RequestedMode},
-    audit::{one_line, port_json, AuditEntry},
+    audit::AuditEntry,
+    error::one_line,
     pinned::Pinned,
+    report::port_json,
 };
 
 /// What happened to one port.
