@@ -13,7 +13,6 @@
 use std::{
     fs::File,
     io::{BufRead, BufReader, Write},
-    os::unix::io::AsRawFd,
     path::{Path, PathBuf},
 };
 
@@ -112,7 +111,8 @@ impl AuditLog {
         text.push('\n');
         let (f, created) = crate::logfile::open_append(&self.path)
             .with_context(|| format!("cannot open audit log {}", self.path.display()))?;
-        let _lock = Flock::exclusive(&f)
+        // Released when `f` is closed, after the fsync.
+        f.lock()
             .with_context(|| format!("cannot lock audit log {}", self.path.display()))?;
         (&f).write_all(text.as_bytes())
             .with_context(|| format!("cannot write audit log {}", self.path.display()))?;
@@ -125,31 +125,6 @@ impl AuditLog {
             }
         }
         Ok(())
-    }
-}
-
-struct Flock<'a>(&'a File);
-
-impl<'a> Flock<'a> {
-    fn exclusive(f: &'a File) -> std::io::Result<Flock<'a>> {
-        loop {
-            // SAFETY: flock on an fd we own.
-            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(Flock(f));
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
-    }
-}
-
-impl Drop for Flock<'_> {
-    fn drop(&mut self) {
-        // SAFETY: unlocking an fd we own.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 
@@ -180,8 +155,7 @@ pub fn audited<T>(
         (Err(e), Err(le)) => {
             // Without root nothing can have changed (and the log is usually
             // not writable): keep the one-line error clean then.
-            // SAFETY: geteuid has no preconditions.
-            if unsafe { libc::geteuid() } == 0 {
+            if rustix::process::geteuid().is_root() {
                 eprintln!(
                     "portguard: warning: audit log: {}",
                     crate::error::one_line(&le)

@@ -1,6 +1,7 @@
 //! Wall-clock time of kernel timestamps: the data path stamps events with
 //! CLOCK_MONOTONIC (`bpf_ktime_get_ns`); users read RFC 3339 UTC.
 use chrono::{DateTime, SecondsFormat, Utc};
+use rustix::time::{clock_gettime, ClockId};
 
 /// Converts CLOCK_MONOTONIC nanoseconds to wall-clock (CLOCK_REALTIME) ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -9,14 +10,9 @@ pub struct ClockOffset {
     pub offset_ns: i128,
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+fn clock_ns(clock: ClockId) -> i128 {
+    let ts = clock_gettime(clock);
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 
 impl ClockOffset {
@@ -25,9 +21,9 @@ impl ClockOffset {
     pub fn measure() -> ClockOffset {
         let mut best: Option<(i128, i128)> = None;
         for _ in 0..5 {
-            let m1 = clock_ns(libc::CLOCK_MONOTONIC);
-            let r = clock_ns(libc::CLOCK_REALTIME);
-            let m2 = clock_ns(libc::CLOCK_MONOTONIC);
+            let m1 = clock_ns(ClockId::Monotonic);
+            let r = clock_ns(ClockId::Realtime);
+            let m2 = clock_ns(ClockId::Monotonic);
             let gap = m2 - m1;
             let off = r - (m1 + gap / 2);
             if best.is_none_or(|(g, _)| gap < g) {
@@ -63,9 +59,9 @@ mod tests {
     #[test]
     fn clock_is_sane() {
         let c = ClockOffset::measure();
-        let mono = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        let mono = clock_ns(ClockId::Monotonic) as u64;
         let wall = c.wall_ns(mono) as i128;
-        let real = clock_ns(libc::CLOCK_REALTIME);
+        let real = clock_ns(ClockId::Realtime);
         assert!((wall - real).abs() < 50_000_000, "{wall} vs {real}");
     }
 }

@@ -54,10 +54,6 @@ pub struct Options {
     pub poll: Duration,
 }
 
-fn log(msg: impl AsRef<str>) {
-    eprintln!("portguard daemon: {}", msg.as_ref());
-}
-
 /// Identity of the config file's current contents, as far as stat tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Stamp {
@@ -107,19 +103,19 @@ pub fn apply_file(o: &Options) -> Result<(String, Interfaces)> {
     )?;
     for pp in &plan.ports {
         if pp.kind == Kind::Missing {
-            log(pp.describe());
+            log::info!("{}", pp.describe());
         }
     }
     let audit = AuditLog::new(&o.audit_log);
     let mut audit_errors = 0;
     let r = state::apply(&mut p, &plan, &mut |out| {
         match &out.result {
-            Ok(()) => log(out.plan.describe()),
-            Err(e) => log(format!("{} FAILED: {e}", out.plan.describe())),
+            Ok(()) => log::info!("{}", out.plan.describe()),
+            Err(e) => log::error!("{} FAILED: {e}", out.plan.describe()),
         }
         if let Err(e) = audit.record(&out.audit_entry()) {
             audit_errors += 1;
-            log(format!("warning: audit log: {}", one_line(&e)));
+            log::warn!("audit log: {}", one_line(&e));
         }
     });
     r?;
@@ -228,7 +224,7 @@ fn events_loop(pin_dir: PathBuf, mut log: RotatingLog, stop: Arc<AtomicBool>) {
     let report = |last_err: &mut Option<String>, e: anyhow::Error| {
         let s = one_line(&e);
         if last_err.as_ref() != Some(&s) {
-            self::log(format!("events: {s}"));
+            log::warn!("events: {s}");
             *last_err = Some(s);
         }
     };
@@ -291,10 +287,10 @@ fn events_loop(pin_dir: PathBuf, mut log: RotatingLog, stop: Arc<AtomicBool>) {
 }
 
 fn log_reopen(pin_dir: &Path) {
-    log(format!(
+    log::info!(
         "events: the maps under {} were recreated; reopening the ring buffer",
         pin_dir.display()
-    ));
+    );
 }
 
 // ------------------------------------------------------------ sd_notify
@@ -317,7 +313,7 @@ fn sd_notify(msg: &str) {
         sock.send_to(msg.as_bytes(), Path::new(&path))
     };
     if let Err(e) = r {
-        log(format!("warning: sd_notify: {e}"));
+        log::warn!("sd_notify: {e}");
     }
 }
 
@@ -344,7 +340,7 @@ async fn main_loop(o: Options) -> Result<()> {
     let mut last = stamp(&o.config);
     let mut ifs: Interfaces = match apply_file(&o) {
         Ok((s, ifs)) => {
-            log(format!("applied {}: {s}", o.config.display()));
+            log::info!("applied {}: {s}", o.config.display());
             ifs
         }
         Err(e) => {
@@ -358,7 +354,7 @@ async fn main_loop(o: Options) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-        log(format!("serving metrics on http://{addr}/metrics"));
+        log::info!("serving metrics on http://{addr}/metrics");
         let mut rx = stop_rx.clone();
         let pin_dir = o.pin_dir.clone();
         metrics_task = Some(tokio::spawn(async move {
@@ -366,7 +362,7 @@ async fn main_loop(o: Options) -> Result<()> {
                 let _ = rx.wait_for(|s| *s).await;
             };
             if let Err(e) = metrics::serve_on(listener, pin_dir, shutdown).await {
-                log(format!("metrics: {}", one_line(&e)));
+                log::error!("metrics: {}", one_line(&e));
             }
         }));
     }
@@ -376,12 +372,12 @@ async fn main_loop(o: Options) -> Result<()> {
     if let Some(path) = &o.events_log {
         let log_file = RotatingLog::new(path, o.events_log_max_bytes, o.events_log_keep);
         let (pin_dir, stop) = (o.pin_dir.clone(), events_stop.clone());
-        log(format!(
+        log::info!(
             "writing drop events to {} (rotated at {} bytes, {} old file(s) kept)",
             path.display(),
             o.events_log_max_bytes,
             o.events_log_keep
-        ));
+        );
         events_thread = Some(
             thread::Builder::new()
                 .name("events".into())
@@ -397,13 +393,13 @@ async fn main_loop(o: Options) -> Result<()> {
         sd_notify("RELOADING=1");
         match apply_file(&o) {
             Ok((s, now)) => {
-                log(format!("{why}: applied {}: {s}", o.config.display()));
+                log::info!("{why}: applied {}: {s}", o.config.display());
                 *ifs = now;
             }
-            Err(e) => log(format!(
+            Err(e) => log::error!(
                 "{why}: NOT applied, the current state stays: {}",
                 one_line(&e)
-            )),
+            ),
         }
         sd_notify("READY=1");
     };
@@ -418,7 +414,7 @@ async fn main_loop(o: Options) -> Result<()> {
                 let now = stamp(&o.config);
                 if now.is_none() {
                     if !missing_reported {
-                        log(format!("{} is gone; keeping the current state", o.config.display()));
+                        log::warn!("{} is gone; keeping the current state", o.config.display());
                         missing_reported = true;
                     }
                     continue;
@@ -431,8 +427,8 @@ async fn main_loop(o: Options) -> Result<()> {
                     reapply("interfaces changed", &mut ifs);
                 }
             }
-            _ = term.recv() => { log("SIGTERM: exiting; enforcement stays in place"); break; }
-            _ = int.recv() => { log("SIGINT: exiting; enforcement stays in place"); break; }
+            _ = term.recv() => { log::info!("SIGTERM: exiting; enforcement stays in place"); break; }
+            _ = int.recv() => { log::info!("SIGINT: exiting; enforcement stays in place"); break; }
         }
     }
     sd_notify("STOPPING=1");

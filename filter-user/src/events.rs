@@ -395,13 +395,10 @@ impl EventsLock {
             .create(true)
             .truncate(false)
             .mode(0o644)
-            .custom_flags(libc::O_CLOEXEC)
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+        if let Err(e) = file.try_lock() {
+            if let std::fs::TryLockError::Error(e) = e {
                 bail!("cannot lock {}: {e}", path.display());
             }
             // The holder writes its pid right after locking; give it a moment.
@@ -477,22 +474,18 @@ impl EventReader {
     /// Waits up to `timeout` for the ring to become readable (`poll(2)`).
     /// Returns `Ok(false)` on timeout or when interrupted by a signal.
     pub fn wait(&self, timeout: Duration) -> Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.ring.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(&self.ring, PollFlags::IN)];
+        let timeout = Timespec {
+            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(timeout.subsec_nanos()),
         };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(anyhow!("poll on the EVENTS ring buffer: {e}"));
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(n) => Ok(n > 0),
+            // A signal (e.g. SIGINT ending `events --follow`).
+            Err(rustix::io::Errno::INTR) => Ok(false),
+            Err(e) => Err(anyhow!("poll on the EVENTS ring buffer: {e}")),
         }
-        Ok(rc > 0)
     }
 }
 

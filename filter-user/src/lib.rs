@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod iface;
 pub mod logfile;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod parse;
@@ -20,6 +21,7 @@ pub mod pinned;
 pub mod report;
 pub mod spec;
 pub mod state;
+pub mod sys;
 pub mod testrun;
 pub mod who;
 

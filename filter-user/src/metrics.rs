@@ -318,7 +318,7 @@ pub async fn serve_on(
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    eprintln!("portguard: metrics: accept: {e}");
+                    log::warn!("metrics: accept: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }

@@ -1,5 +1,4 @@
 //! Who runs portguard (for the audit log).
-use std::ffi::CStr;
 
 /// Who made the change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,8 +12,7 @@ pub struct Who {
 
 impl Who {
     pub fn current() -> Who {
-        // SAFETY: getuid has no preconditions.
-        let uid = unsafe { libc::getuid() };
+        let uid = rustix::process::getuid().as_raw();
         Who {
             uid,
             user: user_name(uid).unwrap_or_else(|| uid.to_string()),
@@ -23,26 +21,18 @@ impl Who {
     }
 }
 
-/// The user name of `uid` (getpwuid_r).
+/// The user name of `uid` from the password database (NSS: files, LDAP, ...).
 pub fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    loop {
-        // SAFETY: passwd is plain data; buf outlives the call and its length is passed.
-        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut out: *mut libc::passwd = std::ptr::null_mut();
-        let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
-        if rc == libc::ERANGE && buf.len() < (1 << 20) {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || out.is_null() || pw.pw_name.is_null() {
-            return None;
-        }
-        // SAFETY: on success pw_name points at a NUL-terminated string inside buf.
-        return Some(
-            unsafe { CStr::from_ptr(pw.pw_name) }
-                .to_string_lossy()
-                .into_owned(),
-        );
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn root_has_a_name() {
+        assert_eq!(super::user_name(0).as_deref(), Some("root"));
     }
 }

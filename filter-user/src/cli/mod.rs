@@ -99,6 +99,10 @@ pub fn run() -> Result<()> {
             std::process::exit(2);
         }
     };
+    portguard::logging::init(match cli.command {
+        Command::Daemon(_) => "portguard daemon",
+        _ => "portguard",
+    });
     let ctx = Ctx {
         pin_dir: cli.pin_dir,
         audit_log: cli.audit_log,
@@ -120,8 +124,7 @@ pub fn run() -> Result<()> {
 
 /// BPF maps and links need root (CAP_BPF + CAP_NET_ADMIN + CAP_SYS_ADMIN for pinning).
 pub fn require_root() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         bail!("portguard needs root (CAP_BPF, CAP_NET_ADMIN): run it with sudo");
     }
     Ok(())
