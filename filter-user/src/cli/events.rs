@@ -23,7 +23,7 @@ use portguard::{
 #[derive(clap::Args)]
 pub struct Args {
     /// Keep waiting for new events (until interrupted, or --count reached).
-    #[arg(long, short = 'f')]
+    #[arg(long)]
     pub follow: bool,
     /// One JSON object per line instead of text.
     #[arg(long)]

@@ -25,13 +25,14 @@ mod unbind;
 )]
 pub struct Cli {
     /// Where program, maps and links are pinned (one pin dir per network namespace).
-    #[arg(long, global = true, env = "PORTGUARD_PIN_DIR", default_value = portguard::pinned::DEFAULT_PIN_DIR)]
+    #[arg(long, global = true, help_heading = "Global options", env = "PORTGUARD_PIN_DIR", default_value = portguard::pinned::DEFAULT_PIN_DIR)]
     pub pin_dir: PathBuf,
 
     /// Append-only JSON-lines log of every change (attach, detach, bind, unbind, apply).
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "PORTGUARD_AUDIT_LOG",
         default_value = "/var/log/portguard/audit.jsonl"
     )]

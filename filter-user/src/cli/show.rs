@@ -3,7 +3,9 @@ use portguard::{binding::attach_mode_name, pinned::Pinned, report};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Only this interface (default: every bound or attached port).
     pub iface: Option<String>,
+    /// One JSON array of port objects (see the README for the keys).
     #[arg(long)]
     pub json: bool,
 }

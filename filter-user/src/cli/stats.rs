@@ -22,7 +22,9 @@ pub enum By {
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Only this interface (default: every bound or attached port).
     pub iface: Option<String>,
+    /// One JSON array of counter objects (one line per refresh with --watch).
     #[arg(long)]
     pub json: bool,
     /// Refresh every SECS seconds, showing per-second rates.

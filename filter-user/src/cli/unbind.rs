@@ -8,6 +8,7 @@ use portguard::{
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Host-side interface of the VM (tap or veth).
     pub iface: String,
 }
 
