@@ -5,3 +5,4 @@ pub mod frames;
 pub mod gen;
 pub mod netns;
 pub mod proc;
+pub mod vm;

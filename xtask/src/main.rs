@@ -4,6 +4,7 @@ mod demo;
 mod setup;
 mod test;
 mod util;
+mod vm_image;
 
 use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
@@ -33,7 +34,13 @@ enum Cmd {
         release: bool,
     },
     /// Run the workspace tests (as root), clippy and rustfmt; non-zero on any failure.
-    Test,
+    Test {
+        /// Instead: boot a QEMU guest (TCG) on a tap guarded by portguard and
+        /// check legit and spoofed traffic from inside it (builds and caches
+        /// the guest image first).
+        #[arg(long)]
+        vm: bool,
+    },
     /// Show portguard stopping spoofing and storms between throwaway network namespaces.
     Demo {
         /// Control run: the same traffic without portguard (every attack should then get through).
@@ -73,7 +80,8 @@ fn main() -> ExitCode {
         Cmd::Build { release } => {
             build::run(release, Privilege::Optional).map(|()| ExitCode::SUCCESS)
         }
-        Cmd::Test => test::run(),
+        Cmd::Test { vm: false } => test::run(),
+        Cmd::Test { vm: true } => test::run_vm(),
         Cmd::Demo { no_portguard } => demo::run(!no_portguard),
         Cmd::Fuzz { frames, seed, rest } => {
             let mut args: Vec<OsString> = Vec::new();

@@ -11,11 +11,12 @@ use anyhow::{Context, Result};
 
 use crate::{
     build,
-    setup::Privilege,
+    setup::{self, Privilege},
     util::{
-        cargo, describe, is_root, reexec_as_root, repo_root, scrub_for_nightly, secs, status,
+        self, cargo, describe, is_root, reexec_as_root, repo_root, scrub_for_nightly, secs, status,
         stdout_of, target_dir,
     },
+    vm_image,
 };
 
 const LEFTOVER_PREFIXES: [&str; 2] = ["pgt-", "pg-"];
@@ -85,7 +86,72 @@ pub fn run() -> Result<ExitCode> {
         }
     }
 
-    let leftovers_ok = clean_leftovers(&before);
+    summary(&before, results, &notes)
+}
+
+/// `cargo xtask test --vm`: setup, portguard, the guest image (cached), then
+/// the QEMU guest test (tests/tests/vm_guest.rs) and the leftover check.
+pub fn run_vm() -> Result<ExitCode> {
+    if !is_root() {
+        return reexec_as_root("cargo xtask test --vm");
+    }
+    let before = leftovers();
+    let mut results: Vec<(String, bool, f64)> = Vec::new();
+    let t = Instant::now();
+    let built = setup::run(Privilege::Require)
+        .and_then(|()| util::run(&mut cargo(["build", "-p", "filter-user"])));
+    if let Err(e) = &built {
+        eprintln!("error: {e:#}");
+    }
+    results.push(("setup + build".into(), built.is_ok(), secs(t)));
+    let t = Instant::now();
+    let img = vm_image::prepare();
+    match &img {
+        Ok(i) => eprintln!(
+            "guest image: kernel {} ({}), initramfs {}",
+            i.version,
+            i.kernel.display(),
+            i.initrd.display()
+        ),
+        Err(e) => eprintln!("error: guest image: {e:#}"),
+    }
+    results.push(("guest image (cached)".into(), img.is_ok(), secs(t)));
+    let mut notes = Vec::new();
+    if let (Ok(()), Ok(img)) = (&built, &img) {
+        let name = "QEMU guest on a tap: cargo test --test vm_guest -- --ignored";
+        eprintln!("\n==> {name}");
+        let t = Instant::now();
+        let mut cmd = cargo([
+            "test",
+            "-p",
+            "portguard-tests",
+            "--test",
+            "vm_guest",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ]);
+        cmd.env("PORTGUARD_BIN", target_dir().join("debug/portguard"))
+            .env("PORTGUARD_VM_KERNEL", &img.kernel)
+            .env("PORTGUARD_VM_INITRD", &img.initrd)
+            .env("RUST_BACKTRACE", "1");
+        let (ok, note) = run_tests(&mut cmd).unwrap_or_else(|e| {
+            eprintln!("error: {e:#}");
+            (false, String::new())
+        });
+        results.push((name.into(), ok, secs(t)));
+        notes.push(note);
+    }
+    summary(&before, results, &notes)
+}
+
+/// Adds the leftover check, prints every step's verdict; failure if any failed.
+fn summary(
+    before: &[Leftover],
+    mut results: Vec<(String, bool, f64)>,
+    notes: &[String],
+) -> Result<ExitCode> {
+    let leftovers_ok = clean_leftovers(before);
     results.push((
         "no leftover pgt-*/pg-* namespaces, links or pins".into(),
         leftovers_ok,
@@ -99,7 +165,7 @@ pub fn run() -> Result<ExitCode> {
             if *ok { "ok" } else { "FAILED" }
         );
     }
-    for n in &notes {
+    for n in notes {
         eprintln!("  {n}");
     }
     let failed = results.iter().filter(|r| !r.1).count();

@@ -19,12 +19,14 @@ pub mod live;
 pub mod nft;
 pub mod profile;
 pub mod progs;
+pub mod relay;
 pub mod report;
 pub mod scale;
 pub mod stats;
 pub mod sys;
 pub mod tier_a;
 pub mod tier_c;
+pub mod tier_d;
 
 use progs::Family;
 
@@ -51,11 +53,17 @@ pub struct Opts {
     pub b_frames: u32,
     /// Seconds of traffic per Tier C case.
     pub c_seconds: f64,
+    /// Seconds per iperf3 run of Tier D.
+    pub d_seconds: f64,
+    /// Rounds of Tier D (every case once per round).
+    pub rounds_d: usize,
+    /// Tier D tests (keys of tier_d::TESTS).
+    pub d_tests: Vec<String>,
     pub tiers: Vec<String>,
     pub cpu: usize,
 }
 
-const USAGE: &str = "usage: bench [--quick] [--json FILE] [--md FILE] [--svg FILE] [--only a,profile,a2,b,c,control]
+const USAGE: &str = "usage: bench [--quick] [--json FILE] [--md FILE] [--svg FILE] [--only a,profile,a2,b,c,d,control]
 
 Runs portguard's data-path and control-plane benchmarks (root needed) and writes
 a markdown table (default bench/results.md), JSON (default bench/results.json)
@@ -71,7 +79,7 @@ impl Opts {
         let mut json = root.join("results.json");
         let mut md = root.join("results.md");
         let mut svg = root.join("scaling.svg");
-        let mut tiers: Vec<String> = ["a", "profile", "a2", "b", "c", "control"]
+        let mut tiers: Vec<String> = ["a", "profile", "a2", "b", "c", "d", "control"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -135,6 +143,13 @@ impl Opts {
             b_configs,
             b_frames: if quick { 500_000 } else { 2_000_000 },
             c_seconds: if quick { 1.5 } else { 4.0 },
+            d_seconds: if quick { 2.0 } else { 4.0 },
+            rounds_d: if quick { 2 } else { 3 },
+            d_tests: if quick {
+                vec!["tcp_v4_1".into(), "udp_v4_pps".into()]
+            } else {
+                tier_d::TESTS.iter().map(|t| t.0.to_string()).collect()
+            },
             tiers,
             cpu: sys::bench_cpu(),
         })
@@ -158,6 +173,7 @@ pub struct Results {
     pub breakdown: Option<Value>,
     pub nft_install: Vec<(u32, f64)>,
     pub c: Option<Value>,
+    pub d: Option<tier_d::TierD>,
     pub notes: Vec<String>,
 }
 
@@ -281,6 +297,19 @@ fn run(args: Vec<String>) -> Result<()> {
             Err(e) => {
                 eprintln!("bench: Tier C failed: {e:#}");
                 r.notes.push(format!("Tier C failed: {e:#}"));
+            }
+        }
+    }
+    if o.tier("d") {
+        eprintln!(
+            "bench: Tier D (iperf3 through a bridge, {} s per run, {} rounds)",
+            o.d_seconds, o.rounds_d
+        );
+        match tier_d::run(&o) {
+            Ok(d) => r.d = Some(d),
+            Err(e) => {
+                eprintln!("bench: Tier D failed: {e:#}");
+                r.notes.push(format!("Tier D failed: {e:#}"));
             }
         }
     }

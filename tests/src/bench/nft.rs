@@ -124,3 +124,49 @@ pub fn counter(ns: &str, family: &str, table: &str, chain: &str) -> Result<u64> 
         .unwrap_or(0);
     Ok(n)
 }
+
+/// A bridge-family table guarding `iface` for both families at once (Tier
+/// D): sets of bound (iface, MAC, IPv4) and (iface, MAC, IPv6) and one rule
+/// per family dropping IP frames from `iface` whose triple is not in its
+/// set (frames from the bridge's other, unguarded ports are not judged).
+pub fn bridge_ruleset_dual(
+    iface: &str,
+    v4: &[std::net::IpAddr],
+    v6: &[std::net::IpAddr],
+) -> String {
+    let mut s = format!("table bridge {BRIDGE_TABLE} {{\n");
+    for (f, addrs) in [(Family::V4, v4), (Family::V6, v6)] {
+        let (ty, _, _) = types(f);
+        let _ = writeln!(
+            s,
+            "  set bound_{} {{\n    type iface_index . ether_addr . {ty}\n    elements = {{",
+            f.name()
+        );
+        elements(&mut s, iface, addrs);
+        let _ = writeln!(s, "    }}\n  }}");
+    }
+    let _ = writeln!(
+        s,
+        "  chain pre {{\n    type filter hook prerouting priority 0; policy accept;"
+    );
+    for f in [Family::V4, Family::V6] {
+        let (_, et, sa) = types(f);
+        let _ = writeln!(
+            s,
+            "    meta iif \"{iface}\" ether type {et} meta iif . ether saddr . {sa} != @bound_{} counter drop",
+            f.name()
+        );
+    }
+    let _ = writeln!(s, "  }}\n}}");
+    s
+}
+
+/// Packets counted by all the counters of `chain`, summed.
+pub fn counter_total(ns: &str, family: &str, table: &str, chain: &str) -> Result<u64> {
+    let o = sys::must_in(ns, &["nft", "list", "chain", family, table, chain])?;
+    let s = String::from_utf8_lossy(&o.stdout);
+    Ok(s.split("counter packets ")
+        .skip(1)
+        .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .sum())
+}

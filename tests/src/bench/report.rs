@@ -44,6 +44,11 @@ fn figures(r: &Results) -> Vec<Figure> {
         s.and_then(|s| s.size(1_000_000))
             .map(|x| Summary::of(vec![x.install_s]))
     };
+    let d_ratio = |transport: &str, test: &str| {
+        r.d.as_ref()?
+            .transport(transport)?
+            .ratio(test, "pg_default")
+    };
     let nft1m = r
         .nft_install
         .iter()
@@ -147,6 +152,24 @@ fn figures(r: &Results) -> Vec<Figure> {
             value: install(v4),
         },
         Figure {
+            key: "tcp_default_over_unfiltered_veth",
+            what: "Tier D, veth: iperf3 TCP IPv4 1 stream, portguard default attach / unfiltered",
+            target: Some((">= 0.95", 0.95, false)),
+            value: d_ratio("veth", "tcp_v4_1"),
+        },
+        Figure {
+            key: "tcp_default_over_unfiltered_tap",
+            what: "Tier D, tap (virtio-net relay): iperf3 TCP IPv4 1 stream, portguard default attach / unfiltered",
+            target: Some((">= 0.95", 0.95, false)),
+            value: d_ratio("tap", "tcp_v4_1"),
+        },
+        Figure {
+            key: "udp_pps_default_over_unfiltered",
+            what: "Tier D, veth: iperf3 UDP 60-byte frames received per second, portguard default attach / unfiltered",
+            target: Some((">= 0.9", 0.9, false)),
+            value: d_ratio("veth", "udp_v4_pps"),
+        },
+        Figure {
             key: "nft_install_1m_seconds",
             what: "nft -f of the same 1M-element IPv6 set, seconds",
             target: None,
@@ -196,6 +219,9 @@ pub fn json(o: &Opts, r: &Results) -> Value {
             "tier_a2_frames_per_pass": o.a2_frames,
             "tier_b_frames_per_run": o.b_frames,
             "tier_c_seconds_per_case": o.c_seconds,
+            "tier_d_seconds_per_run": o.d_seconds,
+            "rounds_d": o.rounds_d,
+            "tier_d_tests": o.d_tests,
             "sizes": o.sizes,
         },
         "ratios": Value::Object(ratios),
@@ -213,6 +239,7 @@ pub fn json(o: &Opts, r: &Results) -> Value {
             "breakdown": r.breakdown,
         },
         "tier_c": r.c,
+        "tier_d": r.d.as_ref().map(|d| d.json()),
         "notes": r.notes,
     })
 }
@@ -286,20 +313,32 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
             "## Tier A: plain BPF_PROG_TEST_RUN, repeat {} (one frame replayed, warm caches)\n",
             o.a_repeat
         );
-        let _ = writeln!(s, "| case | ns/packet | floor | ratio to floor |");
-        let _ = writeln!(s, "|---|---|---|---|");
-        for (c, ns, ratio) in &a.cases {
+        let _ = writeln!(
+            s,
+            "ns/packet = the timed thread's CPU time over the whole call / repeat (sub-ns resolution); \
+             the kernel's own figure (whole ns, truncated) beside it as a cross-check.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| case | ns/packet | kernel ns/packet | floor | ratio to floor |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for ((c, ns, ratio), k) in a.cases.iter().zip(&a.kernel) {
             let _ = writeln!(
                 s,
-                "| {} ({}) | {} | {} | {} |",
+                "| {} ({}) | {} | {} | {} | {} |",
                 c.name,
                 c.what,
-                ns.show(1),
+                ns.show(2),
+                k.show(0),
                 c.vs,
-                ratio.show(2)
+                ratio.show(3)
             );
         }
         let _ = writeln!(s);
+        for d in a.disagreements() {
+            let _ = writeln!(s, "Cross-check failed: {d}\n");
+        }
     }
 
     if let Some(p) = &r.profile {
@@ -488,6 +527,9 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
         }
         let _ = writeln!(s);
     }
+    if let Some(d) = &r.d {
+        tier_d_markdown(&mut s, d);
+    }
     for n in &r.notes {
         let _ = writeln!(s, "Note: {n}\n");
     }
@@ -495,12 +537,99 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
     s
 }
 
+fn tier_d_markdown(s: &mut String, d: &super::tier_d::TierD) {
+    use super::tier_d::{CASES, TESTS};
+    let _ = writeln!(
+        s,
+        "## Tier D: end-to-end throughput through a bridge (iperf3, {} s per run, {} interleaved rounds)\n",
+        d.seconds, d.rounds
+    );
+    for (k, what) in CASES {
+        let _ = writeln!(s, "- {k}: {what}");
+    }
+    let _ = writeln!(s);
+    for t in &d.transports {
+        let _ = writeln!(
+            s,
+            "### {} (default attach chose `{}`)\n",
+            if t.name == "tap" {
+                "tap, sender behind a userspace virtio-net relay"
+            } else {
+                "veth"
+            },
+            t.default_mode
+        );
+        let _ = write!(s, "| test |");
+        for (k, _) in CASES {
+            let _ = write!(s, " {k} |");
+        }
+        let _ = writeln!(s, " default / unfiltered | native / unfiltered | generic / unfiltered | nft / unfiltered |");
+        let _ = writeln!(s, "|---|{}", "---|".repeat(CASES.len() + 4));
+        for (test, sums) in &t.tests {
+            let what = TESTS.iter().find(|x| x.0 == *test).map_or("", |x| x.1);
+            let _ = write!(s, "| {test} ({what}) |");
+            for v in sums {
+                let _ = write!(s, " {} |", v.show(2));
+            }
+            for c in ["pg_default", "pg_native", "pg_generic", "nft_bridge"] {
+                let r = t
+                    .ratio(test, c)
+                    .map(|r| r.show(2))
+                    .unwrap_or_else(|| "-".into());
+                let _ = write!(s, " {r} |");
+            }
+            let _ = writeln!(s);
+        }
+        let _ = writeln!(
+            s,
+            "\nSender's TCP segmentation offload while attached: {}. Frames the filter dropped (all traffic is legitimate): {}.\n",
+            CASES
+                .iter()
+                .zip(&t.tso)
+                .map(|(c, v)| format!("{} {v}", c.0))
+                .collect::<Vec<_>>()
+                .join(", "),
+            CASES
+                .iter()
+                .zip(&t.drops)
+                .map(|(c, v)| format!("{} {v}", c.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+}
+
 /// ns/packet against the number of bindings: portguard (cold lookups, and
 /// live-frame drops) and nftables (live-frame drops, netdev and bridge).
+/// With Tier D results, a second panel below: each filter's throughput
+/// relative to unfiltered, per transport and test.
 pub fn svg(path: &Path, r: &Results) -> Result<()> {
     use plotters::prelude::*;
 
-    type Series = (String, Vec<(f64, f64)>, RGBColor);
+    let series = scaling_series(r);
+    let groups = tier_d_groups(r);
+    if series.is_empty() && groups.is_empty() {
+        return Err(anyhow!("nothing to plot"));
+    }
+    let top_h = if series.is_empty() { 0 } else { 560 };
+    let bottom_h = if groups.is_empty() { 0 } else { 420 };
+    let root = SVGBackend::new(path, (900, top_h + bottom_h)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
+    let (top, bottom) = root.split_vertically(top_h);
+    if !series.is_empty() {
+        draw_scaling(&top, series)?;
+    }
+    if !groups.is_empty() {
+        draw_tier_d(&bottom, &groups)?;
+    }
+    root.present().map_err(|e| anyhow!("{e:?}"))?;
+    Ok(())
+}
+
+type Series = (String, Vec<(f64, f64)>, plotters::style::RGBColor);
+
+fn scaling_series(r: &Results) -> Vec<Series> {
+    use plotters::prelude::*;
     let mut series: Vec<Series> = Vec::new();
     for sc in &r.a2 {
         series.push((
@@ -544,18 +673,21 @@ pub fn svg(path: &Path, r: &Results) -> Result<()> {
             ));
         }
     }
-    if series.is_empty() {
-        return Err(anyhow!("nothing to plot"));
-    }
+    series
+}
+
+type Area<'a> =
+    plotters::drawing::DrawingArea<plotters::backend::SVGBackend<'a>, plotters::coord::Shift>;
+
+fn draw_scaling(root: &Area, series: Vec<Series>) -> Result<()> {
+    use plotters::prelude::*;
     let ymax = series
         .iter()
         .flat_map(|s| s.1.iter().map(|p| p.1))
         .filter(|v| v.is_finite())
         .fold(1.0f64, f64::max)
         * 1.15;
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .caption(
             "portguard: ns per packet vs installed bindings",
             ("sans-serif", 22),
@@ -598,6 +730,93 @@ pub fn svg(path: &Path, r: &Results) -> Result<()> {
         .border_style(BLACK)
         .draw()
         .map_err(|e| anyhow!("{e:?}"))?;
-    root.present().map_err(|e| anyhow!("{e:?}"))?;
+    Ok(())
+}
+
+/// Tier D: (group label, median ratio to unfiltered per filtered case).
+fn tier_d_groups(r: &Results) -> Vec<(String, Vec<f64>)> {
+    let Some(d) = &r.d else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in &d.transports {
+        for (test, _) in &t.tests {
+            let v = super::tier_d::CASES[1..]
+                .iter()
+                .map(|c| t.ratio(test, c.0).map_or(f64::NAN, |s| s.median()))
+                .collect();
+            out.push((format!("{} {}", t.name, test), v));
+        }
+    }
+    out
+}
+
+fn draw_tier_d(root: &Area, groups: &[(String, Vec<f64>)]) -> Result<()> {
+    use plotters::prelude::*;
+    let colors = [BLUE, RGBColor(0, 0, 120), CYAN, MAGENTA];
+    let ymax = groups
+        .iter()
+        .flat_map(|g| g.1.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold(1.2f64, f64::max)
+        * 1.1;
+    let n = groups.len();
+    let labels: Vec<String> = groups.iter().map(|g| g.0.clone()).collect();
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            "Tier D: throughput with each filter / unfiltered (iperf3, median)",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..n as f64, 0f64..ymax)
+        .map_err(|e| anyhow!("{e:?}"))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 0.01 && i < labels.len() {
+                labels[i].clone()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("ratio to unfiltered")
+        .draw()
+        .map_err(|e| anyhow!("{e:?}"))?;
+    let k = super::tier_d::CASES.len() - 1;
+    for (j, (case, _)) in super::tier_d::CASES[1..].iter().enumerate() {
+        let c = colors[j % colors.len()];
+        chart
+            .draw_series(groups.iter().enumerate().filter_map(|(i, g)| {
+                let v = g.1[j];
+                v.is_finite().then(|| {
+                    let x0 = i as f64 + 0.1 + 0.8 * j as f64 / k as f64;
+                    let x1 = x0 + 0.8 / k as f64 * 0.9;
+                    Rectangle::new([(x0, 0.0), (x1, v)], c.filled())
+                })
+            }))
+            .map_err(|e| anyhow!("{e:?}"))?
+            .label(*case)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], c.filled()));
+    }
+    chart
+        .draw_series(LineSeries::new(
+            vec![(0.0, 0.95), (n as f64, 0.95)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(|e| anyhow!("{e:?}"))?
+        .label("target 0.95 (TCP, default attach)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(1)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow!("{e:?}"))?;
     Ok(())
 }
