@@ -9,6 +9,7 @@ pub mod bpffs;
 pub mod daemon;
 pub mod events;
 pub mod iface;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod parse;

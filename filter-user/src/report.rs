@@ -32,11 +32,39 @@ pub fn mode_name(info: &PortInfo) -> &'static str {
     }
 }
 
+/// The record's interface no longer exists (deleted, or moved to another
+/// namespace): whatever the record says, nothing is attached there. Such a
+/// record is listed once, as stale, until something removes it (the daemon
+/// at once; `attach`/`apply` of that name).
+pub fn is_stale(info: &PortInfo) -> bool {
+    crate::iface::name(info.ifindex).is_none()
+}
+
+/// The attach mode to report: none for a stale record.
+pub fn live_attach_mode(info: &PortInfo) -> Option<&'static str> {
+    if is_stale(info) {
+        return None;
+    }
+    attach_mode_name(info.attach_mode)
+}
+
+/// One word for the port's situation: `stale`, `guarded-unbound`, or the mode.
+pub fn status_name(info: &PortInfo) -> &'static str {
+    if is_stale(info) {
+        "stale"
+    } else if info.guarded {
+        "guarded-unbound"
+    } else {
+        mode_name(info)
+    }
+}
+
 pub fn stats_json(info: &PortInfo, s: &PortStats) -> Value {
     json!({
         "iface": info.ifname,
         "ifindex": info.ifindex,
         "tenant": info.tenant,
+        "stale": is_stale(info),
         "mode": mode_name(info),
         "passed": counter(s.passed.packets, s.passed.bytes),
         "dropped": by_reason(&s.dropped),
@@ -47,7 +75,7 @@ pub fn stats_json(info: &PortInfo, s: &PortStats) -> Value {
 }
 
 pub fn show_json(info: &PortInfo) -> Value {
-    let attached = attach_mode_name(info.attach_mode);
+    let attached = live_attach_mode(info);
     let mut v = json!({
         "iface": info.ifname,
         "ifindex": info.ifindex,
@@ -55,6 +83,9 @@ pub fn show_json(info: &PortInfo) -> Value {
         "bound": info.binding.is_some(),
         "attached": attached.is_some(),
         "attach_mode": attached,
+        "stale": is_stale(info),
+        "guarded": info.guarded,
+        "status": status_name(info),
         "mac": Value::Null,
         "ips": [],
         "mode": mode_name(info),
