@@ -39,7 +39,7 @@ use crate::{
     lifecycle::{
         netlink::NetlinkError,
         reconcile::{self, Reconciler},
-        Guard, LinkEvents, Received,
+        LinkEvents, Received,
     },
     metrics,
     pinned::Pinned,
@@ -88,12 +88,6 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-/// What the daemon wants: the file's ports and guard patterns.
-pub fn load_desired(path: &Path) -> Result<(state::State, Vec<Guard>)> {
-    let st = state::load(path)?;
-    Ok((st, Vec::new()))
-}
-
 /// The daemon's reconciler: changes are audited as `apply`.
 pub fn reconciler(o: &Options) -> Reconciler {
     Reconciler::new(
@@ -111,8 +105,7 @@ pub fn reconciler(o: &Options) -> Reconciler {
 /// converges everything). Ports whose interface does not exist are pending
 /// until it appears. Returns a one-line summary.
 pub fn apply_file(o: &Options, rec: &mut Reconciler) -> Result<String> {
-    let (st, guards) = load_desired(&o.config)?;
-    rec.set_desired(st, guards)
+    rec.set_desired(state::load(&o.config)?)
 }
 
 // ------------------------------------------------------------ events log

@@ -51,7 +51,7 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
         bail!("--events-log-max-bytes must be at least 1");
     }
     // A bad file is refused before anything starts.
-    daemon::load_desired(&a.config)?;
+    portguard::state::load(&a.config)?;
     super::require_root()?;
     daemon::run(Options {
         config: a.config,

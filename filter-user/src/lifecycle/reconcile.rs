@@ -39,7 +39,7 @@ use crate::{
     binding::{attach_mode_name, str_from_fixed},
     bpffs, iface,
     pinned::Pinned,
-    state::{self, Kind, Plan, PlanOptions, PortSpec, State},
+    state::{self, Kind, Plan, PlanOptions, Port, State, Step},
 };
 
 /// How a [`Reconciler`] treats what is not desired, and where it writes.
@@ -73,7 +73,7 @@ type LogFn = Box<dyn FnMut(&str) + Send>;
 
 pub struct Reconciler {
     o: Options,
-    desired: BTreeMap<String, PortSpec>,
+    desired: BTreeMap<String, Port>,
     guards: Vec<Guard>,
     /// The kernel's links as last seen (ifindex -> link).
     links: BTreeMap<u32, Link>,
@@ -109,19 +109,20 @@ impl Reconciler {
 
     // ------------------------------------------------------------ desired state
 
-    /// Replaces the whole desired state and converges everything (a resync).
-    /// Returns the plan's summary; an error when a port failed (the others
-    /// still converged).
-    pub fn set_desired(&mut self, st: State, guards: Vec<Guard>) -> Result<String> {
+    /// Replaces the whole desired state (ports and guards) and converges
+    /// everything (a resync). Returns the plan's summary; an error when a
+    /// port failed (the others still converged).
+    pub fn set_desired(&mut self, st: State) -> Result<String> {
         self.desired = st.ports.into_iter().map(|p| (p.iface.clone(), p)).collect();
-        self.guards = guards;
+        self.guards = st.guards;
         let desired = &self.desired;
         self.status.retain(|k, _| desired.contains_key(k));
         self.resync()
     }
 
-    /// Adds or changes one desired port and converges it.
-    pub fn upsert_port(&mut self, spec: PortSpec) -> Result<()> {
+    /// Adds or changes one desired port and converges it (validate a
+    /// [`PortSpec`](crate::spec::PortSpec) with [`Port::from_spec`]).
+    pub fn upsert_port(&mut self, spec: Port) -> Result<()> {
         let name = spec.iface.clone();
         self.desired.insert(name.clone(), spec);
         self.with(|r, p| r.converge(p, &name))
@@ -418,19 +419,8 @@ impl Reconciler {
         };
         if let Some(spec) = self.desired.get(name).cloned() {
             // Only this interface's record: O(1) in the number of ports.
-            let current: Vec<_> = p.port(ifindex)?.into_iter().collect();
-            let st = State { ports: vec![spec] };
-            let plan = state::plan_against(
-                &current,
-                &p.link_dir(),
-                &st,
-                PlanOptions {
-                    prune: false,
-                    skip_missing: true,
-                },
-            );
-            let plan = match plan {
-                Ok(plan) => plan,
+            let plan = match state::plan_one(p, &spec) {
+                Ok(pp) => Plan { ports: vec![pp] },
                 Err(e) => {
                     self.status
                         .insert(name.to_string(), PortStatus::Error(one_line(&e)));
@@ -569,6 +559,7 @@ impl Reconciler {
         }
         let st = State {
             ports: self.desired.values().cloned().collect(),
+            guards: self.guards.clone(),
         };
         let mut plan = state::plan(
             p,
@@ -580,12 +571,8 @@ impl Reconciler {
         )?;
         // Pruning a guarded interface that still exists keeps it attached.
         for pp in &mut plan.ports {
-            if pp.kind == Kind::Remove
-                && !pp.gone
-                && guard::matching(&self.guards, &pp.iface).is_some()
-            {
-                pp.detach = false;
-                pp.remove_link = false;
+            if pp.kind == Kind::Remove && guard::matching(&self.guards, &pp.iface).is_some() {
+                pp.steps.retain(|s| !matches!(s, Step::Detach { .. }));
             }
         }
         if let Err(e) = self.run_plan(p, &plan) {
@@ -607,9 +594,9 @@ impl Reconciler {
             }
         }
         let names: Vec<String> = self.desired.keys().cloned().collect();
-        for n in names {
-            if !matches!(self.status.get(&n), Some(PortStatus::Error(_))) {
-                self.refresh_status(p, &n);
+        for n in names.iter() {
+            if !matches!(self.status.get(n), Some(PortStatus::Error(_))) {
+                self.refresh_status(p, n);
             }
         }
         match first_err {
