@@ -751,3 +751,189 @@ fn daemon_restarted_while_interfaces_change() {
     env.assert_exact(&["vm1", "vm2", "vm3"]);
     env.stop();
 }
+
+/// `[[guard]]` patterns: a matching veth or tap is attached fail-closed
+/// (`unbound_port`, shown as guarded-unbound) the moment it appears; a
+/// port added to the file later opens it.
+#[test]
+fn daemon_guard_pattern_fail_closed_then_opened_by_a_binding() {
+    let mut env = Env::new(1);
+    let guards = "[[guard]]\niface = \"gv*\"\n\n[[guard]]\niface = \"tg?\"\n\n";
+    env.write_config(guards);
+    env.start();
+    let h = env.lab.host.clone();
+    let gv4 = env.add_vm(4, "gv4");
+    must(&["ip", "-n", &h, "tuntap", "add", "dev", "tg1", "mode", "tap"]);
+    let guarded = |name: &str| {
+        env.show().iter().any(|e| {
+            e["iface"] == name
+                && e["ifindex"] == env.ifindex(name).unwrap_or(0)
+                && e["attached"] == true
+                && e["bound"] == false
+                && e["guarded"] == true
+                && e["status"] == "guarded-unbound"
+        }) && env.lab.xdp_mode(name).is_some()
+    };
+    assert!(
+        eventually(30, || guarded("gv4") && guarded("tg1")),
+        "not guarded: {:?}\n{}",
+        env.show(),
+        env.log()
+    );
+    let text = env.pg_ok(&["show"]);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("gv4") && l.contains("guarded-unbound")),
+        "{text}"
+    );
+    env.assert_exact(&["gv4", "tg1"]);
+    // Fail closed: nothing passes, legitimate or not.
+    let vm1 = env.lab.vm(1).clone();
+    let before = env.counters("gv4");
+    let frames = vec![
+        udp_frame(gv4.mac(), gv4.ip4(), vm1.mac()),
+        udp_frame(gv4.mac(), SPOOF, vm1.mac()),
+    ];
+    assert_eq!(
+        send_and_count(&gv4.ns, &gv4.iface, &vm1.ns, &vm1.iface, &frames),
+        0
+    );
+    let after = env.counters("gv4");
+    cli::assert_deltas("guarded", &before, &after, Some(0), &[("unbound_port", 2)]);
+
+    // A binding arrives (the file names the port now): open, and enforced.
+    env.write_config(&(guards.to_string() + &port("gv4", 4)));
+    env.wait_enforced("gv4");
+    assert!(env
+        .show()
+        .iter()
+        .any(|e| e["iface"] == "gv4" && e["guarded"] == false && e["status"] == "enforce"));
+    env.assert_no_spoof_passes(&gv4, &vm1, "guarded port bound");
+    env.assert_exact(&["gv4", "tg1"]);
+}
+
+/// The library API a fleet agent drives: desired state as a whole, one
+/// port upserted or removed, pending / enforced / error per port, fed with
+/// link events in-process.
+#[test]
+fn reconciler_api() {
+    use portguard::{
+        lifecycle::{Guard, LinkEvents, Options, PortStatus, Received, Reconciler},
+        spec::PortSpec,
+        state::{Port, State},
+    };
+    let env = Env::new(0);
+    let host = env.lab.host.clone();
+    must(&[
+        "ip", "-n", &host, "tuntap", "add", "dev", "tn1", "mode", "tun",
+    ]);
+    let port = |name: &str, ip: &str| {
+        let spec: PortSpec = serde_json::from_value(serde_json::json!({
+            "iface": name, "mac": "02:00:00:00:00:31", "ips": [ip],
+        }))
+        .unwrap();
+        Port::from_spec(&spec, "test").unwrap()
+    };
+    let opts = Options {
+        pin_dir: env.lab.pin_dir.clone(),
+        audit_log: env.tmp.path("audit.jsonl"),
+        prune: true,
+        audit_command: "test".into(),
+    };
+    let ip = |args: &[&str]| {
+        let mut v = vec!["ip", "-n", host.as_str()];
+        v.extend_from_slice(args);
+        must(&v);
+    };
+    let show = || env.show();
+    thread::scope(|s| {
+        s.spawn(|| {
+            enter_netns(&host).unwrap();
+            let mut events = LinkEvents::subscribe().unwrap();
+            let mut r = Reconciler::new(opts, |m| eprintln!("reconciler: {m}"));
+            // Feeds link events until `done` (or 20 s).
+            let mut pump = |r: &mut Reconciler, done: &dyn Fn(&Reconciler) -> bool| {
+                let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                while !done(r) {
+                    assert!(
+                        std::time::Instant::now() < end,
+                        "timed out: {:?}",
+                        r.ports()
+                    );
+                    match events.next(std::time::Duration::from_millis(100)).unwrap() {
+                        Received::Events(evs) => {
+                            for ev in &evs {
+                                let _ = r.on_event(ev);
+                            }
+                        }
+                        Received::Overrun => {
+                            let _ = r.resync();
+                        }
+                        Received::Timeout => {}
+                    }
+                }
+            };
+            let st = State {
+                ports: vec![port("ra1", "192.0.2.31"), port("tn1", "192.0.2.32")],
+                guards: vec![Guard::new("rg*").unwrap()],
+            };
+            // tn1 is a tun (no Ethernet): that port fails, the others converge.
+            assert!(r.set_desired(st).is_err());
+            assert_eq!(r.pending(), ["ra1"]);
+            let errs = r.errors();
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert!(errs[0].1.contains("not an Ethernet device"), "{errs:?}");
+
+            ip(&["link", "add", "ra1", "type", "veth", "peer", "name", "rb1"]);
+            pump(&mut r, &|r| !r.enforced().is_empty());
+            let (name, ifindex, mode) = r.enforced()[0].clone();
+            assert_eq!(name, "ra1");
+            assert_eq!(ifindex, portguard::iface::index("ra1").unwrap());
+            assert!(mode.is_some());
+            assert_eq!(
+                r.status("ra1"),
+                Some(PortStatus::Enforced {
+                    ifindex,
+                    attach_mode: mode
+                })
+            );
+
+            // One port changed.
+            r.upsert_port(port("ra1", "192.0.2.41")).unwrap();
+            let e = show();
+            let ra1 = e.iter().find(|e| e["iface"] == "ra1").unwrap();
+            assert_eq!(ra1["ips"], serde_json::json!(["192.0.2.41"]));
+
+            // A guarded interface appears; then a port for it; then it is removed again.
+            ip(&["link", "add", "rg1", "type", "veth", "peer", "name", "rh1"]);
+            pump(&mut r, &|_| {
+                show()
+                    .iter()
+                    .any(|e| e["iface"] == "rg1" && e["status"] == "guarded-unbound")
+            });
+            r.upsert_port(port("rg1", "192.0.2.42")).unwrap();
+            assert!(matches!(r.status("rg1"), Some(PortStatus::Enforced { .. })));
+            r.remove_port("rg1").unwrap();
+            assert_eq!(r.status("rg1"), None);
+            let e = show();
+            let rg1 = e.iter().find(|e| e["iface"] == "rg1").unwrap();
+            assert_eq!(
+                (
+                    rg1["bound"].clone(),
+                    rg1["attached"].clone(),
+                    rg1["guarded"].clone()
+                ),
+                (false.into(), true.into(), true.into()),
+                "{rg1}"
+            );
+            // Not guarded, with prune: unbound and detached.
+            r.remove_port("ra1").unwrap();
+            assert!(!show().iter().any(|e| e["iface"] == "ra1"));
+            assert!(!env.lab.pin_dir.join("links/ra1").exists());
+
+            // Deleted: its record goes.
+            ip(&["link", "del", "rg1"]);
+            pump(&mut r, &|_| show().is_empty());
+        });
+    });
+}

@@ -557,8 +557,25 @@ impl Reconciler {
                 }
             }
         }
+        // An interface that exists but cannot carry a binding (not Ethernet)
+        // fails its own port only, not the whole plan.
+        let mut ports = Vec::new();
+        for port in self.desired.values() {
+            match iface::ethernet_port(&port.iface) {
+                Ok(_) | Err(iface::IfaceError::Unknown(_)) => ports.push(port.clone()),
+                Err(e) => {
+                    let msg = e.to_string();
+                    if self.status.get(&port.iface) != Some(&PortStatus::Error(msg.clone())) {
+                        (self.log)(&format!("! {}: {msg}", port.iface));
+                    }
+                    self.status
+                        .insert(port.iface.clone(), PortStatus::Error(msg.clone()));
+                    first_err.get_or_insert(anyhow::anyhow!("port {:?}: {msg}", port.iface));
+                }
+            }
+        }
         let st = State {
-            ports: self.desired.values().cloned().collect(),
+            ports,
             guards: self.guards.clone(),
         };
         let mut plan = state::plan(
