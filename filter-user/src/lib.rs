@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod error;
 pub mod events;
 pub mod iface;
+pub mod lifecycle;
 pub mod logfile;
 pub mod logging;
 pub mod metrics;

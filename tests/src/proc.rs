@@ -72,6 +72,12 @@ impl Proc {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGKILL (no chance to clean up), then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn assert_running(&mut self) {
         if let Some(st) = self.exited() {
             panic!("{} exited ({st}):\n{}", self.what, self.log());
