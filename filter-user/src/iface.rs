@@ -48,26 +48,61 @@ pub fn name(index: u32) -> Option<String> {
 /// The link-layer type (ARPHRD_*) of an interface.
 pub fn link_type(name: &str) -> Result<u16, IfaceError> {
     index(name)?;
-    // SAFETY: plain socket/ioctl/close on an fd we own; ifreq is zeroed and NUL-terminated.
+    let ifr = ifreq_ioctl(name, libc::SIOCGIFHWADDR, std::ptr::null_mut())
+        .map_err(|e| IfaceError::Query(name.into(), e))?;
+    // SAFETY: SIOCGIFHWADDR filled the hwaddr member of the union.
+    Ok(unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family })
+}
+
+/// The interface's driver name as `ethtool -i` shows it ("veth", "tun",
+/// "ixgbe", ...), from ETHTOOL_GDRVINFO. Asked through a socket, so it answers
+/// for the caller's network namespace; /sys/class/net does not under
+/// `nsenter --net` (sysfs keeps the namespace it was mounted in).
+pub fn driver(name: &str) -> Result<String, IfaceError> {
+    const ETHTOOL_GDRVINFO: u32 = 3;
+    // struct ethtool_drvinfo: u32 cmd, char driver[32], ... (196 bytes).
+    let mut info = [0u32; 49];
+    info[0] = ETHTOOL_GDRVINFO;
+    ifreq_ioctl(name, libc::SIOCETHTOOL, info.as_mut_ptr().cast())
+        .map_err(|e| IfaceError::Query(name.into(), e))?;
+    let bytes: Vec<u8> = info[1..9].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
+}
+
+/// One ifreq ioctl on `name` (on a fresh datagram socket); `data` goes into
+/// `ifr_data` for requests that take a buffer (at least the size the request
+/// writes), null otherwise.
+fn ifreq_ioctl(
+    name: &str,
+    request: libc::c_ulong,
+    data: *mut libc::c_void,
+) -> std::io::Result<libc::ifreq> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: plain socket/ioctl/close on an fd we own; ifreq is zeroed and its
+    // name NUL-terminated (checked length); `data` is the caller's buffer, large
+    // enough for `request`.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
-            return Err(IfaceError::Query(
-                name.into(),
-                std::io::Error::last_os_error(),
-            ));
+            return Err(std::io::Error::last_os_error());
         }
         let mut ifr: libc::ifreq = std::mem::zeroed();
         for (d, s) in ifr.ifr_name.iter_mut().zip(name.as_bytes()) {
             *d = *s as libc::c_char;
         }
-        let rc = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut ifr);
+        if !data.is_null() {
+            ifr.ifr_ifru.ifru_data = data.cast();
+        }
+        let rc = libc::ioctl(fd, request, &mut ifr);
         let err = std::io::Error::last_os_error();
         libc::close(fd);
         if rc != 0 {
-            return Err(IfaceError::Query(name.into(), err));
+            return Err(err);
         }
-        Ok(ifr.ifr_ifru.ifru_hwaddr.sa_family)
+        Ok(ifr)
     }
 }
 

@@ -5,6 +5,7 @@ use filter_common::{PortStats, Reason};
 use serde_json::{json, Map, Value};
 
 use crate::{
+    attach_mode::AttachReason,
     binding::attach_mode_name,
     pinned::{Pinned, PortInfo},
 };
@@ -55,6 +56,8 @@ pub fn show_json(info: &PortInfo) -> Value {
         "bound": info.binding.is_some(),
         "attached": attached.is_some(),
         "attach_mode": attached,
+        "attach_reason": attached.map(|_| AttachReason::from_u8(info.attach_reason).name()),
+        "attach_why": attached.map(|_| AttachReason::from_u8(info.attach_reason).explain()),
         "mac": Value::Null,
         "ips": [],
         "mode": mode_name(info),

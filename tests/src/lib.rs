@@ -1,7 +1,9 @@
 pub mod bench;
+pub mod bigtcp;
 pub mod cli;
 pub mod difftest;
 pub mod frames;
 pub mod gen;
 pub mod netns;
 pub mod proc;
+pub mod tap;

@@ -1,6 +1,6 @@
 use anyhow::Result;
 use portguard::{
-    attach::{attach, RequestedMode},
+    attach::{attach, DeviceKind, RequestedMode},
     audit::{audited, port_json, AuditEntry, AuditLog},
     binding::attach_mode_name,
     iface,
@@ -11,7 +11,9 @@ use portguard::{
 pub struct Args {
     /// Host-side interface of the VM (tap or veth).
     pub iface: String,
-    /// auto tries native (driver) mode and falls back to generic.
+    /// auto picks by device: generic on veth (keeps the VM's TSO), native on
+    /// tap and other devices (generic if the driver has no XDP). Also
+    /// accepted: skb (= generic), drv (= native).
     #[arg(long, default_value = "auto")]
     pub mode: RequestedMode,
 }
@@ -33,18 +35,36 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
             .map(|c| c.flags & filter_common::flags::BOUND != 0)
             .unwrap_or(false);
         let mut lines = Vec::new();
+        let why = r.reason.explain();
         if r.replaced {
             lines.push(format!(
-                "{}: program replaced in place ({mode} mode)",
+                "{}: program replaced in place ({mode} mode, {why})",
                 a.iface
             ));
+            let wanted = match a.mode {
+                RequestedMode::Native => Some(filter_common::ATTACH_NATIVE),
+                RequestedMode::Generic => Some(filter_common::ATTACH_GENERIC),
+                RequestedMode::Auto => None,
+            };
+            if wanted.is_some_and(|w| w != r.mode) {
+                lines.push(format!(
+                    "{}: the mode stays {mode}: a link cannot change mode; `portguard detach {}` and attach again to change it",
+                    a.iface, a.iface
+                ));
+            }
         } else {
             match &r.fallback_reason {
-                Some(why) => lines.push(format!(
-                    "{}: attached in generic mode (native unavailable: {why})",
+                Some(e) => lines.push(format!(
+                    "{}: attached in generic mode ({why}: {e})",
                     a.iface
                 )),
-                None => lines.push(format!("{}: attached in {mode} mode", a.iface)),
+                None => lines.push(format!("{}: attached in {mode} mode ({why})", a.iface)),
+            }
+            if r.kind == DeviceKind::Veth && r.mode == filter_common::ATTACH_NATIVE {
+                lines.push(format!(
+                    "{}: note: native XDP on a veth clears TSO on its peer, the VM's TCP throughput falls to about 0.3x (auto uses generic)",
+                    a.iface
+                ));
             }
         }
         if !bound {

@@ -1,5 +1,5 @@
 use anyhow::{bail, Result};
-use portguard::{binding::attach_mode_name, pinned::Pinned, report};
+use portguard::{attach_mode::AttachReason, binding::attach_mode_name, pinned::Pinned, report};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -78,7 +78,12 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
                 mac,
                 ips,
                 report::mode_name(i).to_string(),
-                attach_mode_name(i.attach_mode).unwrap_or("no").to_string(),
+                match attach_mode_name(i.attach_mode) {
+                    Some(m) => {
+                        format!("{m} ({})", AttachReason::from_u8(i.attach_reason).explain())
+                    }
+                    None => "no".to_string(),
+                },
                 limits,
                 extra,
             ]
