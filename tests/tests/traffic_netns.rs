@@ -99,6 +99,13 @@ fn auto_mode_picks_by_device_kind() {
     lab.pg_ok(&["detach", &b.host_if]);
     lab.pg_ok(&["attach", &b.host_if, "--mode", "skb"]);
     assert_eq!(lab.xdp_mode(&b.host_if).as_deref(), Some("generic"));
+    // A re-attach replaces the program in place; the link keeps its mode and says so.
+    let out = cli::stdout(&lab.pg_ok(&["attach", &b.host_if, "--mode", "native"]));
+    assert!(
+        out.contains("replaced in place") && out.contains("stays generic, not native"),
+        "{out}"
+    );
+    assert_eq!(lab.xdp_mode(&b.host_if).as_deref(), Some("generic"));
 
     // The table says it too.
     let table = cli::stdout(&lab.pg_ok(&["show"]));

@@ -1,6 +1,7 @@
 use anyhow::Result;
 use portguard::{
-    attach::{attach, DeviceKind, RequestedMode},
+    attach::{attach, AttachReason, DeviceKind, RequestedMode},
+    attach_mode::{auto_choice, AutoChoice},
     audit::{audited, port_json, AuditEntry, AuditLog},
     binding::attach_mode_name,
     iface,
@@ -41,15 +42,22 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
                 "{}: program replaced in place ({mode} mode, {why})",
                 a.iface
             ));
+            // What a fresh attach would pick (auto: by device kind, before any fallback).
             let wanted = match a.mode {
                 RequestedMode::Native => Some(filter_common::ATTACH_NATIVE),
                 RequestedMode::Generic => Some(filter_common::ATTACH_GENERIC),
-                RequestedMode::Auto => None,
+                RequestedMode::Auto => Some(match auto_choice(&r.kind).0 {
+                    AutoChoice::Generic => filter_common::ATTACH_GENERIC,
+                    AutoChoice::Native => filter_common::ATTACH_NATIVE,
+                })
+                .filter(|_| r.reason != AttachReason::AutoFallback),
             };
-            if wanted.is_some_and(|w| w != r.mode) {
+            if let Some(w) = wanted.filter(|w| *w != r.mode) {
                 lines.push(format!(
-                    "{}: the mode stays {mode}: a link cannot change mode; `portguard detach {}` and attach again to change it",
-                    a.iface, a.iface
+                    "{}: the mode stays {mode}, not {}: a link cannot change mode; `portguard detach {}` and attach again to switch (unfiltered in between)",
+                    a.iface,
+                    attach_mode_name(w).unwrap_or("?"),
+                    a.iface
                 ));
             }
         } else {
