@@ -71,14 +71,20 @@ impl TapPort {
         must(&[
             "ip", "-n", &lab.host, "tuntap", "add", "dev", name, "mode", "tap", "vnet_hdr",
         ]);
+        let tun = match open_tap(&lab.host, name) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = cmd(&["ip", "-n", &lab.host, "link", "del", name]);
+                panic!("open tap {name}: {e:#}");
+            }
+        };
         // From here on, Drop removes the tap.
-        let mut port = TapPort {
+        let port = TapPort {
             name: name.into(),
             host_ns: lab.host.clone(),
             mac,
-            tun: File::open("/dev/null").expect("/dev/null"),
+            tun,
         };
-        port.tun = open_tap(&lab.host, name).unwrap_or_else(|e| panic!("open tap {name}: {e:#}"));
         must(&[
             "ip",
             "-n",

@@ -331,7 +331,7 @@ const TRANSFER: u64 = 16 << 20;
 
 /// Runs tcpdump on the VM side of `vm`, stopping at the first frame longer
 /// than 65600 bytes (a BIG TCP super-frame of `family`).
-fn watch_super_frames(lab: &Lab, vm: &Vm, tmp: &TmpDir, family: &str) -> Proc {
+fn watch_super_frames(vm: &Vm, tmp: &TmpDir, family: &str) -> Proc {
     let filter = format!("{family} and greater 65600");
     let p = Proc::spawn(
         &vm.ns,
@@ -353,7 +353,6 @@ fn watch_super_frames(lab: &Lab, vm: &Vm, tmp: &TmpDir, family: &str) -> Proc {
     );
     // tcpdump says "listening on" once its socket is up.
     let _ = eventually(5, || p.log().contains("listening on"));
-    let _ = lab;
     p
 }
 
@@ -385,7 +384,7 @@ fn big_tcp(mode: &str) {
     let before: Vec<PortCounters> = [a, b].iter().map(|vm| lab.counters(vm)).collect();
     let tmp = TmpDir::new(&lab, "tcpdump");
     for (family, dst) in [("ip6", IpAddr::V6(b.ip6())), ("ip", IpAddr::V4(b.ip4()))] {
-        let mut watch = watch_super_frames(&lab, a, &tmp, family);
+        let mut watch = watch_super_frames(a, &tmp, family);
         let received = bigtcp::transfer(&a.ns, &b.ns, dst, TRANSFER, Duration::from_secs(20))
             .unwrap_or_else(|e| panic!("{mode} {family}: {e:#}"));
         assert_eq!(received, TRANSFER, "{mode} {family}: bytes received");

@@ -71,7 +71,7 @@ fn set_mode(lab: &Lab, iface: &str, mode: &str, mac: Mac, ip: Ipv4Addr) -> Resul
     Ok(())
 }
 
-fn tcp_gbps(lab: &Lab, a: &Vm, b: &Vm, bytes: u64) -> Result<f64> {
+fn tcp_gbps(a: &Vm, b: &Vm, bytes: u64) -> Result<f64> {
     let t = Instant::now();
     let got = bigtcp::transfer(
         &a.ns,
@@ -81,7 +81,6 @@ fn tcp_gbps(lab: &Lab, a: &Vm, b: &Vm, bytes: u64) -> Result<f64> {
         Duration::from_secs(30),
     )?;
     anyhow::ensure!(got == bytes, "received {got} of {bytes}");
-    let _ = lab;
     Ok(bytes as f64 * 8.0 / t.elapsed().as_secs_f64() / 1e9)
 }
 
@@ -155,7 +154,7 @@ pub fn run(o: &Opts) -> Result<Value> {
             samples.push((
                 mode.into(),
                 "veth_tcp_gbps".into(),
-                tcp_gbps(&lab, a, b, o.tcp_bytes)?,
+                tcp_gbps(a, b, o.tcp_bytes)?,
             ));
             samples.push((
                 mode.into(),
