@@ -154,7 +154,9 @@ pub struct PortConfig {
     // Not read by the data path.
     /// 0 not attached, `ATTACH_NATIVE` or `ATTACH_GENERIC` (for `show`).
     pub attach_mode: u8,
-    pub _pad: [u8; 7],
+    /// Why that mode (`portguard::attach_mode::AttachReason`), for `show`.
+    pub attach_reason: u8,
+    pub _pad: [u8; 6],
     /// Tenant label, NUL-padded UTF-8.
     pub tenant: [u8; 32],
     /// Interface name at bind time, NUL-padded.

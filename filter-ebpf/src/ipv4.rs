@@ -7,6 +7,8 @@ use crate::{
 };
 
 const IPPROTO_UDP: u8 = 17;
+/// Largest length an IP length field can express.
+pub const MAX_IP_LEN: usize = 0xffff;
 
 #[inline(always)]
 pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
@@ -18,7 +20,12 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
         return Reason::Malformed;
     }
     let ihl = ((ip[0] & 0x0f) as usize) * 4;
-    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let mut total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    // BIG TCP: a GSO super-frame over 64 KiB carries total length 0; its
+    // packet then runs to the end of the frame (policy.md 4.1).
+    if total == 0 && p.len() - l3 > MAX_IP_LEN {
+        total = p.len() - l3;
+    }
     if ihl < 20 || total < ihl || l3 + total > p.len() {
         return Reason::Malformed;
     }

@@ -6,6 +6,7 @@ use filter_common::{flags, PortConfig, Reason, MAX_IPV6_EXT_HEADERS, MAX_ND_OPTI
 use crate::{
     addrs::v6_allowed,
     bytes::{eq6, is_zero16, sub},
+    ipv4::MAX_IP_LEN,
     pkt::{opaque, Pkt},
 };
 
@@ -38,7 +39,12 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
         return Reason::Malformed;
     }
     // Upper-layer parsing is bounded by the payload length, not the (padded) frame.
-    let end = l3 + 40 + u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    let mut end = l3 + 40 + u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    // BIG TCP: a GSO super-frame over 64 KiB of payload carries payload length
+    // 0 (with or without a jumbo hop-by-hop option); it runs to the frame's end.
+    if end == l3 + 40 && p.len() - end > MAX_IP_LEN {
+        end = p.len();
+    }
     if end > p.len() {
         return Reason::Malformed;
     }

@@ -22,28 +22,14 @@ use aya::programs::{
 };
 use filter_common::{ATTACH_GENERIC, ATTACH_NATIVE};
 
-use crate::{iface, pinned::Pinned, sys};
+use crate::{
+    attach_mode::{auto_choice, AutoChoice},
+    iface,
+    pinned::Pinned,
+    sys,
+};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RequestedMode {
-    Auto,
-    Native,
-    Generic,
-}
-
-impl std::str::FromStr for RequestedMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<RequestedMode, String> {
-        match s {
-            "auto" => Ok(RequestedMode::Auto),
-            "native" => Ok(RequestedMode::Native),
-            "generic" => Ok(RequestedMode::Generic),
-            o => Err(format!(
-                "invalid mode {o:?}: expected auto, native or generic"
-            )),
-        }
-    }
-}
+pub use crate::attach_mode::{AttachReason, DeviceKind, RequestedMode};
 
 #[derive(Debug)]
 pub struct Attached {
@@ -54,10 +40,15 @@ pub struct Attached {
     pub replaced: bool,
     /// Why native mode was not used, for `auto`.
     pub fallback_reason: Option<String>,
+    /// Why this mode (for a replaced program: as recorded at attach time).
+    pub reason: AttachReason,
+    /// What `ethtool -i` calls the device's driver.
+    pub kind: DeviceKind,
 }
 
 pub fn attach(p: &mut Pinned, ifname: &str, want: RequestedMode) -> Result<Attached> {
     let ifindex = iface::ethernet_port(ifname)?;
+    let kind = DeviceKind::of(ifname);
     let link_path = p.link_path(ifname);
     fs::create_dir_all(p.link_dir())
         .with_context(|| format!("cannot create {}", p.link_dir().display()))?;
@@ -77,9 +68,9 @@ pub fn attach(p: &mut Pinned, ifname: &str, want: RequestedMode) -> Result<Attac
     let result = (|| -> Result<Attached> {
         if link_path.exists() {
             match pinned_link_ifindex(&link_path) {
-                Ok(i) if i == ifindex => return replace(p, ifname, ifindex, existing_mode),
+                Ok(i) if i == ifindex => return replace(p, ifname, ifindex, existing_mode, kind),
                 // Cannot tell (e.g. no permission to read it back): as before.
-                Err(_) => return replace(p, ifname, ifindex, existing_mode),
+                Err(_) => return replace(p, ifname, ifindex, existing_mode, kind),
                 // The pin holds another interface's live link: that interface
                 // was renamed away from this name; its pins follow it.
                 Ok(i) if i != 0 && iface::name(i).is_some() => {
@@ -96,29 +87,33 @@ pub fn attach(p: &mut Pinned, ifname: &str, want: RequestedMode) -> Result<Attac
             }
         }
         let prog = p.program()?;
-        let (id, mode, fallback_reason) = match want {
-            RequestedMode::Native => (
-                prog.attach_to_if_index(ifindex, XdpMode::Driver)
-                    .with_context(|| format!("attaching to {ifname} in native mode"))?,
-                ATTACH_NATIVE,
-                None,
-            ),
+        let native = |prog: &mut aya::programs::Xdp| {
+            prog.attach_to_if_index(ifindex, XdpMode::Driver)
+                .with_context(|| format!("attaching to {ifname} in native mode"))
+        };
+        let generic = |prog: &mut aya::programs::Xdp| {
+            prog.attach_to_if_index(ifindex, XdpMode::Skb)
+                .with_context(|| format!("attaching to {ifname} in generic mode"))
+        };
+        let (id, mode, fallback_reason, reason) = match want {
+            RequestedMode::Native => (native(prog)?, ATTACH_NATIVE, None, AttachReason::Requested),
             RequestedMode::Generic => (
-                prog.attach_to_if_index(ifindex, XdpMode::Skb)
-                    .with_context(|| format!("attaching to {ifname} in generic mode"))?,
+                generic(prog)?,
                 ATTACH_GENERIC,
                 None,
+                AttachReason::Requested,
             ),
-            RequestedMode::Auto => match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
-                Ok(id) => (id, ATTACH_NATIVE, None),
-                Err(e) => (
-                    prog.attach_to_if_index(ifindex, XdpMode::Skb)
-                        .with_context(|| {
-                            format!("attaching to {ifname} (native failed: {e}; generic too)")
-                        })?,
-                    ATTACH_GENERIC,
-                    Some(e.to_string()),
-                ),
+            RequestedMode::Auto => match auto_choice(&kind) {
+                (AutoChoice::Generic, why) => (generic(prog)?, ATTACH_GENERIC, None, why),
+                (AutoChoice::Native, why) => match native(prog) {
+                    Ok(id) => (id, ATTACH_NATIVE, None, why),
+                    Err(e) => (
+                        generic(prog).with_context(|| format!("(native failed: {e:#})"))?,
+                        ATTACH_GENERIC,
+                        Some(format!("{:#}", e.root_cause())),
+                        AttachReason::AutoFallback,
+                    ),
+                },
             },
         };
         let link = prog.take_link(id).context("taking the XDP link")?;
@@ -134,12 +129,15 @@ pub fn attach(p: &mut Pinned, ifname: &str, want: RequestedMode) -> Result<Attac
             return Err(e);
         }
         p.mark_attached(ifindex, ifname, mode)?;
+        p.set_attach_reason(ifindex, reason as u8)?;
         pin_program(p)?;
         Ok(Attached {
             ifindex,
             mode,
             replaced: false,
             fallback_reason,
+            reason,
+            kind,
         })
     })();
     if result.is_err() {
@@ -201,7 +199,13 @@ pub fn remove_stale_records(p: &mut Pinned, ifname: &str) -> Result<Vec<u32>> {
 }
 
 /// Hitless upgrade / re-attach: swap the program inside the pinned link.
-fn replace(p: &mut Pinned, ifname: &str, ifindex: u32, mode: u8) -> Result<Attached> {
+fn replace(
+    p: &mut Pinned,
+    ifname: &str,
+    ifindex: u32,
+    mode: u8,
+    kind: DeviceKind,
+) -> Result<Attached> {
     let link_path = p.link_path(ifname);
     let pinned = PinnedLink::from_pin(&link_path)
         .with_context(|| format!("opening pinned link {}", link_path.display()))?;
@@ -219,11 +223,16 @@ fn replace(p: &mut Pinned, ifname: &str, ifindex: u32, mode: u8) -> Result<Attac
     let mode = if mode == 0 { ATTACH_NATIVE } else { mode };
     p.mark_attached(ifindex, ifname, mode)?;
     pin_program(p)?;
+    let reason = p.config(ifindex)?.map_or(AttachReason::Unknown, |c| {
+        AttachReason::from_u8(c.attach_reason)
+    });
     Ok(Attached {
         ifindex,
         mode,
         replaced: true,
         fallback_reason: None,
+        reason,
+        kind,
     })
 }
 

@@ -49,6 +49,12 @@ pub fn link_type(name: &str) -> Result<u16, IfaceError> {
     crate::sys::link_type(name).map_err(|e| IfaceError::Query(name.into(), e))
 }
 
+/// The interface's driver name as `ethtool -i` shows it ("veth", "tun",
+/// "ixgbe", ...), answered for the caller's network namespace.
+pub fn driver(name: &str) -> Result<String, IfaceError> {
+    crate::sys::driver(name).map_err(|e| IfaceError::Query(name.into(), e))
+}
+
 /// Resolves an interface that may carry a binding: it must exist and be Ethernet.
 pub fn ethernet_port(name: &str) -> Result<u32, IfaceError> {
     let idx = index(name)?;

@@ -2,6 +2,7 @@
 //! The `portguard` binary (src/main.rs, src/cli/) is a thin layer over this.
 
 pub mod attach;
+pub mod attach_mode;
 pub mod audit;
 pub mod batch;
 pub mod binding;

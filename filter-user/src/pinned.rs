@@ -61,6 +61,8 @@ pub struct PortInfo {
     pub binding: Option<Binding>,
     /// 0 not attached, else `ATTACH_NATIVE`/`ATTACH_GENERIC`.
     pub attach_mode: u8,
+    /// `crate::attach_mode::AttachReason` as stored.
+    pub attach_reason: u8,
     pub slot: u32,
     pub generation: u32,
     /// Attached fail-closed by a `[[guard]]` pattern, no binding known yet.
@@ -340,6 +342,7 @@ impl Pinned {
             Some(c) => {
                 cfg.slot = c.slot;
                 cfg.attach_mode = c.attach_mode;
+                cfg.attach_reason = c.attach_reason;
             }
             None => cfg.slot = self.new_slot()?,
         }
@@ -400,6 +403,16 @@ impl Pinned {
         }
     }
 
+    /// Records why `ifindex` runs in its attach mode (`AttachReason`).
+    pub fn set_attach_reason(&mut self, ifindex: u32, reason: u8) -> Result<()> {
+        let _lock = self.change_lock()?;
+        if let Some(mut c) = self.config(ifindex)? {
+            c.attach_reason = reason;
+            self.put(ifindex, &c)?;
+        }
+        Ok(())
+    }
+
     /// Records that `ifindex` is no longer attached; drops the record if it holds no binding.
     pub fn mark_detached(&mut self, ifindex: u32) -> Result<()> {
         let _lock = self.change_lock()?;
@@ -408,6 +421,7 @@ impl Pinned {
                 self.remove(ifindex)?;
             } else {
                 c.attach_mode = 0;
+                c.attach_reason = 0;
                 self.put(ifindex, &c)?;
             }
         }
@@ -500,6 +514,7 @@ impl Pinned {
             tenant: str_from_fixed(&c.tenant),
             binding,
             attach_mode: c.attach_mode,
+            attach_reason: c.attach_reason,
             slot: c.slot,
             generation: c.generation,
             guarded: c.flags & (flags::GUARDED | flags::BOUND) == flags::GUARDED,
@@ -766,7 +781,8 @@ fn attach_only_record(ifindex: u32, ifname: &str, slot: u32, mode: u8) -> PortCo
         n_ethertypes: 0,
         n_vlans: 0,
         attach_mode: mode,
-        _pad: [0; 7],
+        attach_reason: 0,
+        _pad: [0; 6],
         slot,
         tenant: [0; 32],
         ifname: fixed_str(ifname),

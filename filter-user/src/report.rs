@@ -5,6 +5,7 @@ use filter_common::{PortStats, Reason};
 use serde_json::{json, Map, Value};
 
 use crate::{
+    attach_mode::AttachReason,
     binding::attach_mode_name,
     pinned::{Pinned, PortInfo},
     spec::PortSpec,
@@ -92,6 +93,8 @@ pub fn show_json(info: &PortInfo) -> Value {
     v["guarded"] = json!(info.guarded);
     v["status"] = json!(status_name(info));
     v["mode"] = json!(mode_name(info));
+    v["attach_reason"] = json!(attached.map(|_| AttachReason::from_u8(info.attach_reason).name()));
+    v["attach_why"] = json!(attached.map(|_| AttachReason::from_u8(info.attach_reason).explain()));
     v
 }
 

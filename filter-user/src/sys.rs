@@ -138,6 +138,33 @@ pub fn bpf_link_info(link: impl AsFd) -> io::Result<[u32; 32]> {
 /// The link-layer type (ARPHRD_*) of interface `name` (SIOCGIFHWADDR), in
 /// the caller's network namespace.
 pub fn link_type(name: &str) -> io::Result<u16> {
+    let ifr = ifreq_ioctl(name, libc::SIOCGIFHWADDR, std::ptr::null_mut())?;
+    // SAFETY: on success the kernel filled the union's hwaddr member.
+    Ok(unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family })
+}
+
+/// The interface's driver name as `ethtool -i` shows it ("veth", "tun",
+/// "ixgbe", ...), from ETHTOOL_GDRVINFO. Asked through a socket, so it answers
+/// for the caller's network namespace (sysfs would not: see the module doc).
+pub fn driver(name: &str) -> io::Result<String> {
+    const ETHTOOL_GDRVINFO: u32 = 3;
+    // struct ethtool_drvinfo: u32 cmd, char driver[32], ... (196 bytes).
+    let mut info = [0u32; 49];
+    info[0] = ETHTOOL_GDRVINFO;
+    ifreq_ioctl(name, libc::SIOCETHTOOL, info.as_mut_ptr().cast())?;
+    let bytes: Vec<u8> = info[1..9].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
+}
+
+/// One ifreq ioctl on `name` (on a fresh datagram socket); `data` goes into
+/// `ifr_data` for requests that take a buffer (at least as large as what the
+/// request writes), null otherwise.
+fn ifreq_ioctl(
+    name: &str,
+    request: libc::c_ulong,
+    data: *mut libc::c_void,
+) -> io::Result<libc::ifreq> {
     use rustix::net::{socket_with, AddressFamily, SocketFlags, SocketType};
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
@@ -154,14 +181,17 @@ pub fn link_type(name: &str) -> io::Result<u16> {
     for (d, s) in ifr.ifr_name.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
-    // SAFETY: SIOCGIFHWADDR reads the NUL-terminated name (checked above to
-    // fit with its NUL) and writes the hardware address into `ifr`, which we own.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr) };
+    if !data.is_null() {
+        ifr.ifr_ifru.ifru_data = data.cast();
+    }
+    // SAFETY: the request reads the NUL-terminated name (checked above to fit
+    // with its NUL) and writes into `ifr`, which we own, or into `data`, which
+    // the caller sized for this request.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), request, &mut ifr) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: on success the kernel filled the union's hwaddr member.
-    Ok(unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_family })
+    Ok(ifr)
 }
 
 #[cfg(test)]

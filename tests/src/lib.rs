@@ -1,8 +1,10 @@
 pub mod bench;
+pub mod bigtcp;
 pub mod cli;
 pub mod difftest;
 pub mod frames;
 pub mod gen;
 pub mod netns;
 pub mod proc;
+pub mod tap;
 pub mod vm;

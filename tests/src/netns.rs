@@ -620,6 +620,15 @@ impl Capture {
                         &tv as *const _ as *const libc::c_void,
                         std::mem::size_of::<libc::timeval>() as u32,
                     );
+                    // Room for bursts of 64 KiB GSO frames on a loaded machine.
+                    let rcvbuf: libc::c_int = 16 << 20;
+                    libc::setsockopt(
+                        fd.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVBUFFORCE,
+                        &rcvbuf as *const _ as *const libc::c_void,
+                        std::mem::size_of::<libc::c_int>() as u32,
+                    );
                     // Ask for the VLAN tag the receive path strips into metadata.
                     if libc::setsockopt(
                         fd.as_raw_fd(),

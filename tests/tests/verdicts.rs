@@ -769,6 +769,12 @@ fn s4_ipv4_header_and_truncation_t() -> Vec<Phase> {
                 Drop(Reason::Malformed),
             ),
             fx("total 0", e4(&total(&good, 0)), Drop(Reason::Malformed)),
+            // BIG TCP's total length 0 holds only past 65535 bytes (model tests).
+            fx(
+                "total 0 on a 1500-byte tcp packet (not a super-frame)",
+                e4(&total(&f::ipv4(own4(), peer4(), 6, &[0; 1480]), 0)),
+                Drop(Reason::Malformed),
+            ),
             fx(
                 "total > frame by 1",
                 e4(&total(&good, good.len() as u16 + 1)),
@@ -1286,6 +1292,25 @@ fn s6_ipv6_header_and_sources_t() -> Vec<Phase> {
                 "no next header (59), empty payload",
                 e6(&v6raw(own6(), f::IPPROTO_NONE, 64, &[])),
                 Pass,
+            ),
+            // BIG TCP's payload length 0 holds only past 65535 bytes (model tests).
+            fx(
+                "payload length 0 on a 1500-byte udp packet (not a super-frame)",
+                e6(&plen(f::udp6(own6(), peer6(), 40000, 9, &[0; 1452]), 0)),
+                Drop(Reason::Malformed),
+            ),
+            fx(
+                "payload length 0, jumbo hop-by-hop option, 1500-byte packet",
+                e6(&plen(
+                    v6raw(
+                        own6(),
+                        0,
+                        64,
+                        &[&[6, 0, 0xc2, 4, 0, 0, 5, 0xb4][..], &[0; 1452]].concat(),
+                    ),
+                    0,
+                )),
+                Drop(Reason::Malformed),
             ),
             fx(
                 "header only, udp claimed, payload 0",

@@ -1,6 +1,7 @@
 use anyhow::Result;
 use portguard::{
-    attach::{attach, remove_stale_records, RequestedMode},
+    attach::{attach, remove_stale_records, AttachReason, DeviceKind, RequestedMode},
+    attach_mode::{auto_choice, AutoChoice},
     audit::{audited, AuditEntry, AuditLog},
     binding::attach_mode_name,
     iface,
@@ -12,7 +13,9 @@ use portguard::{
 pub struct Args {
     /// Host-side interface of the VM (tap or veth).
     pub iface: String,
-    /// auto tries native (driver) mode and falls back to generic.
+    /// auto picks by device: generic on veth (keeps the VM's TSO), native on
+    /// tap and other devices (generic if the driver has no XDP). Also
+    /// accepted: skb (= generic), drv (= native).
     #[arg(long, default_value = "auto")]
     pub mode: RequestedMode,
 }
@@ -41,18 +44,43 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
                 a.iface
             ));
         }
+        let why = r.reason.explain();
         if r.replaced {
             lines.push(format!(
-                "{}: program replaced in place ({mode} mode)",
+                "{}: program replaced in place ({mode} mode, {why})",
                 a.iface
             ));
+            // What a fresh attach would pick (auto: by device kind, before any fallback).
+            let wanted = match a.mode {
+                RequestedMode::Native => Some(filter_common::ATTACH_NATIVE),
+                RequestedMode::Generic => Some(filter_common::ATTACH_GENERIC),
+                RequestedMode::Auto => Some(match auto_choice(&r.kind).0 {
+                    AutoChoice::Generic => filter_common::ATTACH_GENERIC,
+                    AutoChoice::Native => filter_common::ATTACH_NATIVE,
+                })
+                .filter(|_| r.reason != AttachReason::AutoFallback),
+            };
+            if let Some(w) = wanted.filter(|w| *w != r.mode) {
+                lines.push(format!(
+                    "{}: the mode stays {mode}, not {}: a link cannot change mode; `portguard detach {}` and attach again to switch (unfiltered in between)",
+                    a.iface,
+                    attach_mode_name(w).unwrap_or("?"),
+                    a.iface
+                ));
+            }
         } else {
             match &r.fallback_reason {
-                Some(why) => lines.push(format!(
-                    "{}: attached in generic mode (native unavailable: {why})",
+                Some(e) => lines.push(format!(
+                    "{}: attached in generic mode ({why}: {e})",
                     a.iface
                 )),
-                None => lines.push(format!("{}: attached in {mode} mode", a.iface)),
+                None => lines.push(format!("{}: attached in {mode} mode ({why})", a.iface)),
+            }
+            if r.kind == DeviceKind::Veth && r.mode == filter_common::ATTACH_NATIVE {
+                lines.push(format!(
+                    "{}: note: native XDP on a veth clears TSO on its peer, the VM's TCP throughput falls to about 0.3x (auto uses generic)",
+                    a.iface
+                ));
             }
         }
         if !bound {

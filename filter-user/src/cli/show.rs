@@ -1,5 +1,5 @@
 use anyhow::{bail, Result};
-use portguard::{pinned::Pinned, report};
+use portguard::{attach_mode::AttachReason, pinned::Pinned, report};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -80,7 +80,12 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
                 mac,
                 ips,
                 report::status_name(i).to_string(),
-                report::live_attach_mode(i).unwrap_or("no").to_string(),
+                match report::live_attach_mode(i) {
+                    Some(m) => {
+                        format!("{m} ({})", AttachReason::from_u8(i.attach_reason).explain())
+                    }
+                    None => "no".to_string(),
+                },
                 limits,
                 extra,
             ]

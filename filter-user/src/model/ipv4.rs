@@ -22,7 +22,10 @@ pub(super) fn check_ipv4(b: &Binding, frame: &[u8], l3: usize) -> Reason {
     };
     let version = hdr[0] >> 4;
     let header_len = usize::from(hdr[0] & 0x0f) * 4;
-    let total_len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+    let total_len = super::ip_len(
+        usize::from(u16::from_be_bytes([hdr[2], hdr[3]])),
+        frame.len() - l3,
+    );
     if version != 4 || header_len < 20 || total_len < header_len || l3 + total_len > frame.len() {
         return Reason::Malformed;
     }

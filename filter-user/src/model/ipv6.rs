@@ -98,7 +98,11 @@ pub(super) fn check(b: &Binding, frame: &[u8], l3: usize) -> Reason {
     if hdr[0] >> 4 != 6 {
         return Reason::Malformed;
     }
-    let end = l3 + 40 + usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
+    let payload_len = super::ip_len(
+        usize::from(u16::from_be_bytes([hdr[4], hdr[5]])),
+        frame.len() - l3 - 40,
+    );
+    let end = l3 + 40 + payload_len;
     let packet = match frame.get(l3..end) {
         Some(p) => p,
         None => return Reason::Malformed,

@@ -160,6 +160,17 @@ pub(crate) fn be16(buf: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_be_bytes([b[0], b[1]]))
 }
 
+/// Sections 4.1 / 6.1: the length an IP length field (IPv4 total length, IPv6
+/// payload length) stands for, given the bytes the frame holds for it. 0 is
+/// a BIG TCP super-frame's "see the frame" when those bytes exceed 65535.
+pub(crate) fn ip_len(field: usize, in_frame: usize) -> usize {
+    if field == 0 && in_frame > usize::from(u16::MAX) {
+        in_frame
+    } else {
+        field
+    }
+}
+
 /// Section 2: the EtherType the frame carries after an allowed 802.1Q tag, and
 /// the offset of the L3 header; `Err` is the verdict when the L2 checks fail.
 /// The source-MAC check is done by the caller.

@@ -612,6 +612,66 @@ fn ipv6_header_sanity() {
     );
 }
 
+/// Sections 4.1 / 6.1: BIG TCP super-frames (over 64 KiB) carry length 0.
+#[test]
+fn big_tcp_super_frames() {
+    let b = binding();
+    // An IPv4 super-frame: total length 0, `l3_bytes` bytes from the IP header on.
+    let v4 = |src: &str, proto: u8, l3_bytes: usize| {
+        let mut f = v4_frame(src, "192.0.2.1", proto, &udp(40000, 5201, &[]));
+        f.resize(14 + l3_bytes, 0x5a);
+        f[16..18].copy_from_slice(&[0, 0]);
+        f
+    };
+    assert_reason(&b, &v4("192.0.2.10", 6, 65_536), Reason::Pass);
+    assert_reason(&b, &v4("192.0.2.10", 6, 185_000), Reason::Pass);
+    assert_reason(&b, &v4("192.0.2.11", 6, 185_000), Reason::Ipv4Spoof);
+    // Later checks still see the packet: a DHCP server reply stays one.
+    let mut dhcp = v4("192.0.2.10", 17, 70_000);
+    dhcp[34..38].copy_from_slice(&[0, 67, 0, 68]);
+    assert_reason(&b, &dhcp, Reason::DhcpServer);
+    // A length the field could have held, or a short frame: still malformed.
+    assert_reason(&b, &v4("192.0.2.10", 6, 65_535), Reason::Malformed);
+    assert_reason(&b, &v4("192.0.2.10", 6, 60), Reason::Malformed);
+    let mut bad_ihl = v4("192.0.2.10", 6, 70_000);
+    bad_ihl[14] = 0x44;
+    assert_reason(&b, &bad_ihl, Reason::Malformed);
+    // Behind an allowed 802.1Q tag the same rule holds from the inner header.
+    let vb = Binding {
+        vlans: vec![5],
+        ..binding()
+    };
+    let mut tagged = v4("192.0.2.10", 6, 70_000);
+    tagged.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+    assert_reason(&vb, &tagged, Reason::Pass);
+
+    // IPv6: payload length 0 and more than 65535 payload bytes in the frame.
+    let v6 = |src: &str, nh: u8, payload: &[u8], payload_bytes: usize| {
+        let mut f = v6_frame(src, "2001:db8::1", nh, 64, payload);
+        f.resize(14 + 40 + payload_bytes, 0x5a);
+        f[18..20].copy_from_slice(&[0, 0]);
+        f
+    };
+    let udp6 = udp(40000, 5201, &[]);
+    assert_reason(&b, &v6("2001:db8::10", 6, &[], 65_536), Reason::Pass);
+    assert_reason(&b, &v6("2001:db8::10", 17, &udp6, 185_000), Reason::Pass);
+    assert_reason(&b, &v6("2001:db8::11", 6, &[], 185_000), Reason::Ipv6Spoof);
+    // 65535 payload bytes fit the field: length 0 means an empty payload,
+    // which has no room for the UDP header.
+    assert_reason(
+        &b,
+        &v6("2001:db8::10", 17, &udp6, 65_535),
+        Reason::Malformed,
+    );
+    assert_reason(&b, &v6("2001:db8::10", 17, &udp6, 8), Reason::Malformed);
+    // RFC 2675 jumbogram (hop-by-hop jumbo option, as Linux before 6.x put in
+    // BIG TCP packets): walked like any hop-by-hop header.
+    let mut hbh = vec![6, 0, 0xc2, 4];
+    hbh.extend_from_slice(&185_000u32.to_be_bytes());
+    assert_reason(&b, &v6("2001:db8::10", 0, &hbh, 185_000), Reason::Pass);
+    assert_reason(&b, &v6("2001:db8::10", 0, &hbh, 1_000), Reason::Malformed);
+}
+
 #[test]
 fn ipv6_source() {
     let b = binding();

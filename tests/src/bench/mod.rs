@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 pub mod control;
 pub mod live;
+pub mod modes;
 pub mod nft;
 pub mod profile;
 pub mod progs;
