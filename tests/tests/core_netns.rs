@@ -730,6 +730,7 @@ fn counters_increase_by_exactly_the_frames_sent() {
         "bcast_limit",
         "mcast_limit",
         "arp_limit",
+        "dhcp_spoof",
     ] {
         assert!(
             e["dropped"].get(reason).is_some(),

@@ -69,7 +69,7 @@ pub fn show_events(lab: &mut Lab, how: Events) {
     }
 }
 
-const REASONS: [&str; 14] = [
+const REASONS: [&str; 15] = [
     "unbound_port",
     "mac_spoof",
     "vlan",
@@ -84,6 +84,7 @@ const REASONS: [&str; 14] = [
     "bcast_limit",
     "mcast_limit",
     "arp_limit",
+    "dhcp_spoof",
 ];
 
 /// At most 3 events per reason, then how many more of each.
