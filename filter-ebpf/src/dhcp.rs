@@ -5,7 +5,10 @@
 //! from ports without `allow_dhcp_server` get here.
 use filter_common::{flags, PortConfig, Reason, MAX_DHCP_OPTIONS};
 
-use crate::{bytes::eq6, pkt::Pkt};
+use crate::{
+    bytes::eq6,
+    pkt::{opaque, Pkt},
+};
 
 pub const BOOTPS: u16 = 67;
 pub const BOOTPC: u16 = 68;
@@ -89,11 +92,14 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
     let mut o = start;
     let mut i = 0;
     while i < MAX_DHCP_OPTIONS {
+        // Opaque: keeps LLVM from turning the packet bounds checks below into
+        // length arithmetic the verifier cannot follow.
+        o = opaque(o);
         if o >= end {
             return Reason::Pass;
         }
-        let code = match p.bytes::<1>(o) {
-            Some(c) => c[0],
+        let code = match byte_at(p, o) {
+            Some(c) => c,
             None => return Reason::Malformed,
         };
         if code == OPT_END {
@@ -143,13 +149,21 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
     }
     if o < end {
         // More options than we walk: one of them could name someone else.
-        match p.bytes::<1>(o) {
-            Some(c) if c[0] == OPT_END => Reason::Pass,
+        match byte_at(p, o) {
+            Some(OPT_END) => Reason::Pass,
             _ => Reason::DhcpSpoof,
         }
     } else {
         Reason::Pass
     }
+}
+
+/// The byte at `o` (> 0), read as the second of two: LLVM compiles a
+/// one-byte bounds check into `ptr >= data_end`, a form the verifier does
+/// not turn into a readable range.
+#[inline(always)]
+fn byte_at(p: &Pkt, o: usize) -> Option<u8> {
+    p.bytes::<2>(o - 1).map(|b| b[1])
 }
 
 /// IPv6 UDP to port 546 or 547. `udp` is the UDP header's offset, `end` the
@@ -163,7 +177,7 @@ pub fn v6(p: &Pkt, udp: usize, end: usize, dport: u16) -> Reason {
     if udp + 12 > end {
         return Reason::Malformed;
     }
-    let ty = match p.bytes::<1>(udp + 8) {
+    let ty = match p.bytes::<4>(opaque(udp + 8)) {
         Some(t) => t[0] as u32,
         None => return Reason::Malformed,
     };
