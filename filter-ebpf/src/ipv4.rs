@@ -65,7 +65,14 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
         }
     }
     if dhcp::v4_port(port, dport) {
-        return dhcp::v4(p, l3 + ihl, l3 + total, dport, frag_field & 0x2000 != 0, port);
+        return dhcp::v4(
+            p,
+            l3 + ihl,
+            l3 + total,
+            dport,
+            frag_field & 0x2000 != 0,
+            port,
+        );
     }
     Reason::Pass
 }

@@ -80,7 +80,11 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
                 }
                 return frag::v6_later(&src, &dst, nh, offset);
             }
-            fragment = if f[3] & 1 != 0 { FRAG_MORE } else { FRAG_ATOMIC };
+            fragment = if f[3] & 1 != 0 {
+                FRAG_MORE
+            } else {
+                FRAG_ATOMIC
+            };
         } else if is_ext(nh) {
             if off + 2 > end {
                 return Reason::Malformed;

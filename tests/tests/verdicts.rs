@@ -1249,12 +1249,12 @@ fn s4_dhcp_client_t() -> Vec<Phase> {
         ),
         fx(
             "16 options then END",
-            req(M, &vec![[12u8, 1, b'x']; 16].concat()),
+            req(M, &[[12u8, 1, b'x']; 16].concat()),
             Pass,
         ),
         fx(
             "17 options",
-            req(M, &vec![[12u8, 1, b'x']; 17].concat()),
+            req(M, &[[12u8, 1, b'x']; 17].concat()),
             Drop(Reason::DhcpSpoof),
         ),
         fx(

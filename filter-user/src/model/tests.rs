@@ -503,7 +503,7 @@ fn ipv4_dhcp_client_hardware_addresses() {
     // Option overload would move options out of the walked area.
     assert_reason(&b, &msg(&bootp(1, MAC, &[52, 1, 3])), Reason::DhcpSpoof);
     // The walk: 16 options (pads count) then END pass; one more option is refused.
-    let pads = vec![0u8; 15];
+    let pads = [0u8; 15];
     assert_reason(
         &b,
         &msg(&bootp(1, MAC, &[&pads[..], &cid(MAC)].concat())),
