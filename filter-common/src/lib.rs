@@ -36,6 +36,9 @@ pub const EVENTS_RINGBUF_BYTES: u32 = 1 << 20;
 pub const MAX_IPV6_EXT_HEADERS: usize = 6;
 /// Maximum ND options inspected in one NS/NA before it is `nd_spoof`.
 pub const MAX_ND_OPTIONS: usize = 4;
+/// Maximum DHCPv4 options (pad bytes included) walked in a client message
+/// before it is `dhcp_spoof` (docs/policy.md, DHCP).
+pub const MAX_DHCP_OPTIONS: usize = 16;
 
 /// `PortConfig::flags` bits.
 pub mod flags {
@@ -43,7 +46,9 @@ pub mod flags {
     pub const HAS_V4_PREFIX: u16 = 1 << 0;
     /// The port has at least one IPv6 prefix in `V6_PREFIXES`.
     pub const HAS_V6_PREFIX: u16 = 1 << 1;
-    /// DHCP server messages (v4 67->68, v6 547->546) are allowed from this port.
+    /// DHCP server and relay messages (anything to UDP 68/546, DHCPv6 server
+    /// or relay types to 547) are allowed from this port, and its DHCP client
+    /// messages are not inspected.
     pub const ALLOW_DHCP_SERVER: u16 = 1 << 2;
     /// Monitor mode: every check runs and is counted as a would-drop, the frame passes.
     pub const MONITOR: u16 = 1 << 3;

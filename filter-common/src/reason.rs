@@ -19,14 +19,17 @@ pub enum Reason {
     BcastLimit = 12,
     McastLimit = 13,
     ArpLimit = 14,
+    /// A DHCPv4 client message naming another hardware address (`chaddr`,
+    /// client identifier of type 1).
+    DhcpSpoof = 15,
 }
 
-/// Size of the per-reason counter arrays (one spare slot).
+/// Size of the per-reason counter arrays (index 0 is `Pass`, unused).
 pub const N_REASONS: usize = 16;
 
 impl Reason {
     /// Every drop reason, in discriminant order (without `Pass`).
-    pub const DROPS: [Reason; 14] = [
+    pub const DROPS: [Reason; 15] = [
         Reason::UnboundPort,
         Reason::MacSpoof,
         Reason::Vlan,
@@ -41,6 +44,7 @@ impl Reason {
         Reason::BcastLimit,
         Reason::McastLimit,
         Reason::ArpLimit,
+        Reason::DhcpSpoof,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -60,6 +64,7 @@ impl Reason {
             Reason::BcastLimit => "bcast_limit",
             Reason::McastLimit => "mcast_limit",
             Reason::ArpLimit => "arp_limit",
+            Reason::DhcpSpoof => "dhcp_spoof",
         }
     }
 
@@ -80,6 +85,7 @@ impl Reason {
             12 => Reason::BcastLimit,
             13 => Reason::McastLimit,
             14 => Reason::ArpLimit,
+            15 => Reason::DhcpSpoof,
             _ => return None,
         })
     }

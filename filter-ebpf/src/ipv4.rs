@@ -1,8 +1,10 @@
-//! IPv4: header sanity, source address, DHCP client exception, DHCP server guard.
-use filter_common::{flags, PortConfig, Reason};
+//! IPv4: header sanity, source address, DHCP client exception; fragments
+//! and DHCP content in `frag` and `dhcp`.
+use filter_common::{PortConfig, Reason};
 
 use crate::{
     addrs::v4_allowed,
+    dhcp, frag,
     pkt::{opaque, Pkt},
 };
 
@@ -33,7 +35,9 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
     let src = [ip[12], ip[13], ip[14], ip[15]];
     let mut src_ok = v4_allowed(port, src);
 
-    let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
+    let frag_field = u16::from_be_bytes([ip[6], ip[7]]);
+    let first_fragment = frag_field & 0x1fff == 0;
+    let mut dport = 0u16;
     if ip[9] == IPPROTO_UDP && first_fragment {
         if ihl + 8 > total {
             return Reason::Malformed;
@@ -43,7 +47,7 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
             None => return Reason::Malformed,
         };
         let sport = u16::from_be_bytes([udp[0], udp[1]]);
-        let dport = u16::from_be_bytes([udp[2], udp[3]]);
+        dport = u16::from_be_bytes([udp[2], udp[3]]);
         // A DHCP client has no address yet: 0.0.0.0:68 -> 255.255.255.255:67.
         if !src_ok
             && src == [0, 0, 0, 0]
@@ -56,12 +60,26 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
         {
             src_ok = true;
         }
-        if src_ok && sport == 67 && dport == 68 && port.flags & flags::ALLOW_DHCP_SERVER == 0 {
-            return Reason::DhcpServer;
-        }
     }
     if !src_ok {
         return Reason::Ipv4Spoof;
+    }
+    // Fragments (MF set or an offset): per-frame rules, see frag.rs.
+    if frag_field & 0x3fff != 0 && ip[9] == frag::IPPROTO_TCP {
+        let v = frag::v4_tcp(ihl, total, frag_field);
+        if v != Reason::Pass {
+            return v;
+        }
+    }
+    if dhcp::v4_port(port, dport) {
+        return dhcp::v4(
+            p,
+            l3 + ihl,
+            l3 + total,
+            dport,
+            frag_field & 0x2000 != 0,
+            port,
+        );
     }
     Reason::Pass
 }

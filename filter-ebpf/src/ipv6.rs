@@ -1,11 +1,12 @@
 //! IPv6 first-hop security: header sanity, extension-header walk, source
 //! address (bound, EUI-64 link-local, `::` only for DAD NS / MLDv2 report),
 //! ND inspection, RA guard and DHCPv6 server guard.
-use filter_common::{flags, PortConfig, Reason, MAX_IPV6_EXT_HEADERS, MAX_ND_OPTIONS};
+use filter_common::{PortConfig, Reason, MAX_IPV6_EXT_HEADERS, MAX_ND_OPTIONS};
 
 use crate::{
     addrs::v6_allowed,
     bytes::{eq6, is_zero16, sub},
+    dhcp, frag,
     ipv4::MAX_IP_LEN,
     pkt::{opaque, Pkt},
 };
@@ -54,11 +55,18 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
     let dst: [u8; 16] = sub::<40, 24, 16>(ip);
     let src_unspecified = is_zero16(&src);
 
-    // Walk at most MAX_IPV6_EXT_HEADERS extension headers.
+    // Walk at most MAX_IPV6_EXT_HEADERS extension headers. `fragment`: a
+    // Fragment header was seen (0 none, FRAG_ATOMIC, FRAG_MORE).
     let mut nh = ip[6];
     let mut off = l3 + 40;
+    let mut fragment = 0u8;
     let mut i = 0;
     while i < MAX_IPV6_EXT_HEADERS {
+        if is_ext(nh) && fragment != 0 {
+            // Nothing may follow the Fragment header but the upper layer:
+            // a later fragment could otherwise overlap the upper-layer header.
+            return Reason::Malformed;
+        }
         if nh == NH_FRAGMENT {
             if off + 8 > end {
                 return Reason::Malformed;
@@ -69,10 +77,20 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
             };
             nh = f[0];
             off += 8;
-            if u16::from_be_bytes([f[2], f[3]]) & 0xfff8 != 0 {
-                // Non-first fragment: no upper-layer header to inspect, source only.
-                return source_only(port, &src, src_unspecified);
+            let offset = (u16::from_be_bytes([f[2], f[3]]) & 0xfff8) as usize;
+            if offset != 0 {
+                // Non-first fragment: no upper-layer header to inspect.
+                let v = source_only(port, &src, src_unspecified);
+                if v != Reason::Pass {
+                    return v;
+                }
+                return frag::v6_later(&src, &dst, nh, offset);
             }
+            fragment = if f[3] & 1 != 0 {
+                FRAG_MORE
+            } else {
+                FRAG_ATOMIC
+            };
         } else if is_ext(nh) {
             if off + 2 > end {
                 return Reason::Malformed;
@@ -98,7 +116,17 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
     }
 
     match nh {
-        NH_ICMPV6 => icmpv6(p, off, end, hop_limit, &src, &dst, src_unspecified, port),
+        NH_ICMPV6 => icmpv6(
+            p,
+            off,
+            end,
+            hop_limit,
+            &src,
+            &dst,
+            src_unspecified,
+            fragment,
+            port,
+        ),
         NH_UDP => {
             if off + 8 > end {
                 return Reason::Malformed;
@@ -111,16 +139,32 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
             if verdict != Reason::Pass {
                 return verdict;
             }
-            let sport = u16::from_be_bytes([udp[0], udp[1]]);
+            if fragment == FRAG_MORE && frag::v6_link_scope(&src, &dst) {
+                return Reason::Malformed;
+            }
             let dport = u16::from_be_bytes([udp[2], udp[3]]);
-            if sport == 547 && dport == 546 && port.flags & flags::ALLOW_DHCP_SERVER == 0 {
-                return Reason::DhcpServer;
+            if dhcp::v6_port(port, dport) {
+                return dhcp::v6(p, off, end, dport);
             }
             Reason::Pass
         }
-        _ => source_only(port, &src, src_unspecified),
+        _ => {
+            // RFC 7112: a first fragment carries the whole upper-layer header.
+            if fragment == FRAG_MORE && nh == frag::IPPROTO_TCP && off + frag::TCP_HDR > end {
+                return Reason::Malformed;
+            }
+            let v = source_only(port, &src, src_unspecified);
+            if v == Reason::Pass && fragment == FRAG_MORE && frag::v6_link_scope(&src, &dst) {
+                return Reason::Malformed;
+            }
+            v
+        }
     }
 }
+
+/// A Fragment header with offset 0 and M = 0 (RFC 6946), or M = 1.
+const FRAG_ATOMIC: u8 = 1;
+const FRAG_MORE: u8 = 2;
 
 #[inline(always)]
 fn source_only(port: &PortConfig, src: &[u8; 16], src_unspecified: bool) -> Reason {
@@ -140,6 +184,7 @@ fn icmpv6(
     src: &[u8; 16],
     dst: &[u8; 16],
     src_unspecified: bool,
+    fragment: u8,
     port: &PortConfig,
 ) -> Reason {
     if off + 4 > end {
@@ -174,8 +219,20 @@ fn icmpv6(
         return Reason::Ipv6Spoof;
     }
 
+    if ty == ICMP6_RA || ty == ICMP6_REDIRECT {
+        return Reason::RaGuard;
+    }
+    if fragment != 0 {
+        // RFC 6980: ND (and MLD) must never be fragmented; RFC 7113: nothing
+        // fragmented in link-local scope, where ND could hide.
+        if frag::v6_nd_type(ty) {
+            return Reason::NdSpoof;
+        }
+        if fragment == FRAG_MORE && frag::v6_link_scope(src, dst) {
+            return Reason::Malformed;
+        }
+    }
     match ty {
-        ICMP6_RA | ICMP6_REDIRECT => Reason::RaGuard,
         ICMP6_NS | ICMP6_NA => nd(
             p,
             off,
@@ -222,7 +279,8 @@ fn nd(
     if hop_limit != 255 || code != 0 {
         return Reason::NdSpoof;
     }
-    if ty == ICMP6_NA && !v6_allowed(port, target) {
+    // An NA, or a DAD probe (NS from `::`), only for an address the port may use.
+    if (ty == ICMP6_NA || src_unspecified) && !v6_allowed(port, target) {
         return Reason::NdSpoof;
     }
     // Source LLA (1) in an NS, Target LLA (2) in an NA must carry the bound MAC.

@@ -9,6 +9,8 @@ mod account;
 mod addrs;
 mod arp;
 mod bytes;
+mod dhcp;
+mod frag;
 mod ipv4;
 mod ipv6;
 mod limits;

@@ -429,6 +429,37 @@ fn bootp(
     b
 }
 
+/// A BOOTP message: `op` (1 request, 2 reply), htype 1, hlen 6, `chaddr`,
+/// the DHCP magic cookie, `opts` and END, padded to 300 bytes.
+pub fn bootp_msg(op: u8, chaddr: Mac, opts: &[u8]) -> Vec<u8> {
+    bootp(
+        op,
+        xid_of(chaddr),
+        chaddr,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        opts,
+    )
+}
+
+/// DHCP client-identifier option (61) of hardware type 1 naming `m`.
+pub fn dhcp_opt_client_id(m: Mac) -> Vec<u8> {
+    let mut o = vec![61, 7, 1];
+    o.extend_from_slice(&m);
+    o
+}
+
+/// A DHCP client message (UDP 68 -> 67, `src` -> `dst`) from `smac`, as a frame.
+pub fn dhcp_client_frame(
+    dmac: Mac,
+    smac: Mac,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    payload: &[u8],
+) -> Vec<u8> {
+    eth(dmac, smac, ETH_P_IP, &udp4(src, dst, 68, 67, payload))
+}
+
 fn xid_of(m: Mac) -> u32 {
     u32::from_be_bytes([m[2], m[3], m[4], m[5]]) ^ 0x5a5a_0000
 }

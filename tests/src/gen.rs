@@ -697,7 +697,7 @@ impl FrameGen<'_> {
                 o.options = self.rng.bytes(n);
             }
         }
-        let pkt = match self.rng.weighted(&[20, 25, 12, 15, 15, 5]) {
+        let pkt = match self.rng.weighted(&[20, 25, 12, 15, 15, 5, 14]) {
             0 => {
                 self.tag("ipv4/tcp");
                 let seg = self.rng.bytes_in(20, 40);
@@ -752,14 +752,85 @@ impl FrameGen<'_> {
                 let dmac = self.dst_mac();
                 return f::eth(dmac, self.src_mac(), f::ETH_P_IP, &p);
             }
-            _ => {
+            5 => {
                 self.tag("ipv4/other-proto");
                 let proto = self.rng.byte();
                 let body = self.rng.bytes_in(0, 40);
                 f::ipv4_with(src, dst, proto, &body, &o)
             }
+            _ => {
+                let (sport, dport, body) = self.dhcp4_client_or_server();
+                let seg = f::udp4_segment(src, dst, sport, dport, &body);
+                f::ipv4_with(src, dst, f::IPPROTO_UDP, &seg, &o)
+            }
         };
         self.l2(f::ETH_P_IP, &pkt)
+    }
+
+    /// A DHCPv4 message by content: a client message to 67 with own or
+    /// foreign `chaddr`/client identifier (of several types), pads, overload,
+    /// many options, a BOOTREPLY or relayed request; or a server message to 68
+    /// from any source port. Returns (source port, destination port, payload).
+    fn dhcp4_client_or_server(&mut self) -> (u16, u16, Vec<u8>) {
+        if self.rng.chance(20) {
+            self.tag("dhcp-to-68");
+            let sport = *self.rng.pick(&[67, 6767, 40000, 68]);
+            let body = f::bootp_msg(2, random_unicast_mac(self.rng), &[53, 1, 2]);
+            return (sport, 68, body);
+        }
+        self.tag("dhcp-client");
+        let chaddr = if self.rng.chance(75) {
+            self.id.mac
+        } else {
+            self.hw_addr()
+        };
+        let mut opts = vec![53, 1, *self.rng.pick(&[1u8, 3, 4, 7, 8])];
+        for _ in 0..self.rng.weighted(&[50, 30, 10, 10]) {
+            match self.rng.weighted(&[40, 10, 10, 10, 10, 10, 10]) {
+                0 => {
+                    let m = if self.rng.chance(70) {
+                        self.id.mac
+                    } else {
+                        self.hw_addr()
+                    };
+                    opts.extend(f::dhcp_opt_client_id(m));
+                }
+                1 => opts.extend([61, 9, 255, 0, 0, 0, 1, 0, 3, 0, 1]),
+                2 => {
+                    let len = self.rng.range(0, 8) as u8;
+                    opts.extend([61, len]);
+                    opts.extend(self.rng.bytes(usize::from(len)));
+                }
+                3 => {
+                    self.tag("dhcp-pads");
+                    let n = self.rng.range(1, 20);
+                    opts.extend(std::iter::repeat_n(0, n));
+                }
+                4 => {
+                    self.tag("dhcp-many-opts");
+                    for _ in 0..self.rng.range(10, 20) {
+                        opts.extend([12, 1, b'x']);
+                    }
+                }
+                5 => opts.extend([52, 1, 3]),
+                _ => opts.extend([55, 4, 1, 3, 6, 15]),
+            }
+        }
+        let mut body = f::bootp_msg(1, chaddr, &opts);
+        match self.rng.weighted(&[70, 8, 8, 7, 7]) {
+            0 => {}
+            1 => body[0] = *self.rng.pick(&[2u8, 0, 3]),
+            2 => body[24..28].copy_from_slice(&doc_v4(self.rng).octets()),
+            3 => body[1..3].copy_from_slice(&[self.rng.byte() % 8, self.rng.byte() % 20]),
+            _ => body[236] = 0,
+        }
+        if self.rng.chance(10) {
+            self.tag("dhcp-cut");
+            let n = self.rng.range(0, body.len());
+            body.truncate(n);
+        }
+        let sport = *self.rng.pick(&[68, 67, 40000]);
+        (sport, 67, body)
     }
 
     fn port(&mut self) -> u16 {
@@ -1084,6 +1155,20 @@ impl FrameGen<'_> {
                     src
                 };
                 let pkt = self.v6_packet(s, f::ALL_DHCP_AGENTS, 1, f::IPPROTO_UDP, &p[40..]);
+                (pkt, Some(f::ipv6_mcast_mac(f::ALL_DHCP_AGENTS)))
+            }
+            11 if self.rng.chance(50) => {
+                self.tag("dhcpv6-by-type");
+                let ty = *self
+                    .rng
+                    .pick(&[1u8, 2, 3, 7, 8, 10, 11, 12, 13, 15, 20, 21, 0, 255]);
+                let dport = *self.rng.pick(&[546u16, 547, 547, 547]);
+                let sport = *self.rng.pick(&[546u16, 547, 40123]);
+                let n = self.rng.range(0, 12);
+                let body = [vec![ty], self.rng.bytes(n)].concat();
+                let s = self.own_or_other_v6();
+                let seg = f::udp6_segment(s, f::ALL_DHCP_AGENTS, sport, dport, &body);
+                let pkt = self.v6_packet(s, f::ALL_DHCP_AGENTS, 1, f::IPPROTO_UDP, &seg);
                 (pkt, Some(f::ipv6_mcast_mac(f::ALL_DHCP_AGENTS)))
             }
             11 => {

@@ -977,4 +977,95 @@ fn explicitly_bound_stable_privacy_link_local_is_allowed() {
         &[],
     );
     assert_eq!(neigh(b, x).as_deref(), Some("02:00:00:00:00:01"));
+
+    // SLAAC with the kernel's own address configuration: a router (dnsmasq
+    // sending RAs on the lab bridge) announces 2001:db8:1::/64; vm1, bound to
+    // that prefix, forms an RFC 7217 stable-privacy address in it, whose DAD
+    // probe (NS from :: for a target inside the bound prefix) passes, and uses it.
+    need_tool("dnsmasq");
+    bind(&lab, a, &["2001:db8::1", &xs, "2001:db8:1::/64"], &[]);
+    let host = |args: &[&str]| {
+        let o = Command::new("ip")
+            .arg("-n")
+            .arg(&lab.host)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "ip {args:?}: {o:?}");
+    };
+    let o = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.host,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.br0.disable_ipv6=0",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    host(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:1::fe/64",
+        "dev",
+        "br0",
+        "nodad",
+    ]);
+    let tmp = TmpDir::new(&lab, "ra");
+    let mut router = Proc::spawn(
+        &lab.host,
+        &[
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--user=root",
+            "--group=root",
+            "--port=0",
+            "--no-resolv",
+            "--no-hosts",
+            "--interface=br0",
+            "--enable-ra",
+            "--dhcp-range=2001:db8:1::,ra-only,64",
+            "--ra-param=br0,3",
+            &format!("--pid-file={}", tmp.path("ra.pid").display()),
+            "--log-facility=-",
+        ],
+        &tmp.path("ra.log"),
+    );
+    for kv in [
+        "net.ipv6.conf.eth0.accept_ra=2",
+        "net.ipv6.conf.eth0.autoconf=1",
+        "net.ipv6.conf.eth0.router_solicitations=3",
+    ] {
+        sysctl(a, kv);
+    }
+    let before = lab.counters(a);
+    restart_with_dad(a);
+    let in_prefix = |e: &Addr| e.addr.segments()[..4] == [0x2001, 0xdb8, 1, 0];
+    let ok = eventually(20, || {
+        addrs(a)
+            .iter()
+            .any(|e| in_prefix(e) && !e.tentative && !e.dadfailed)
+    });
+    let all = addrs(a);
+    assert!(
+        ok,
+        "no SLAAC address in 2001:db8:1::/64: {all:?}
+router:
+{}",
+        router.log()
+    );
+    let slaac = all.iter().find(|e| in_prefix(e)).unwrap().addr;
+    let iid = &slaac.octets()[8..];
+    assert!(
+        !(iid[3] == 0xff && iid[4] == 0xfe),
+        "{slaac} is EUI-64, not RFC 7217"
+    );
+    assert_ping6(a, "2001:db8:1::fe", Some(&slaac.to_string()));
+    let after = lab.counters(a);
+    assert_deltas("SLAAC with RFC 7217", &before, &after, None, &[]);
+    router.assert_running();
 }

@@ -926,14 +926,14 @@ fn s4_ipv4_udp_and_source_t() -> Vec<Phase> {
                 Pass,
             ),
             fx(
-                "dhcp shape, udp header only",
+                "dhcp shape, udp header only (truncated BOOTP)",
                 f::eth(
                     f::BROADCAST,
                     M,
                     f::ETH_P_IP,
                     &f::ipv4(Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, 17, &dhcp_hdr),
                 ),
-                Pass,
+                Drop(Reason::Malformed),
             ),
             fx(
                 "0.0.0.0:68 -> 255.255.255.255:68",
@@ -994,14 +994,14 @@ fn s4_ipv4_udp_and_source_t() -> Vec<Phase> {
                 Drop(Reason::Ipv4Spoof),
             ),
             fx(
-                "dhcp shape, first fragment (MF)",
+                "dhcp shape, first fragment (MF): cannot be checked",
                 e4(&frag(
                     Ipv4Addr::UNSPECIFIED,
                     Ipv4Addr::BROADCAST,
                     0x2000,
                     &dhcp_hdr,
                 )),
-                Pass,
+                Drop(Reason::Malformed),
             ),
             fx(
                 "dhcp shape, udp cut",
@@ -1076,9 +1076,41 @@ fn s4_dhcp_server_t() -> Vec<Phase> {
             Pass,
         ),
         fx(
-            "68 -> 67 from own",
+            "68 -> 67 from own, truncated BOOTP",
             e4(&f::udp4(own4(), peer4(), 68, 67, b"x")),
+            Drop(Reason::Malformed),
+        ),
+        fx(
+            "6767 -> 68 (server on another source port)",
+            e4(&f::udp4(
+                own4(),
+                Ipv4Addr::BROADCAST,
+                6767,
+                68,
+                &f::bootp_msg(2, PEER, &[53, 1, 2]),
+            )),
+            Drop(Reason::DhcpServer),
+        ),
+        fx(
+            "40000 -> 68, any content",
+            e4(&f::udp4(own4(), peer4(), 40000, 68, b"")),
+            Drop(Reason::DhcpServer),
+        ),
+        fx(
+            "68 -> 53 (ephemeral source 68)",
+            e4(&f::udp4(own4(), peer4(), 68, 53, b"query")),
             Pass,
+        ),
+        fx(
+            "67 -> 67 BOOTREPLY to a relay",
+            e4(&f::udp4(
+                own4(),
+                peer4(),
+                67,
+                67,
+                &f::bootp_msg(2, PEER, &[]),
+            )),
+            Drop(Reason::DhcpServer),
         ),
         fx(
             "tcp 67 -> 68",
@@ -1090,12 +1122,205 @@ fn s4_dhcp_server_t() -> Vec<Phase> {
     let p2 = vec![
         fx("offer allowed", offer, Pass),
         fx(
+            "6767 -> 68 allowed",
+            e4(&f::udp4(own4(), Ipv4Addr::BROADCAST, 6767, 68, b"")),
+            Pass,
+        ),
+        fx(
+            "relayed request (giaddr, foreign chaddr) allowed",
+            e4(&f::udp4(own4(), peer4(), 67, 67, &{
+                let mut m = f::bootp_msg(1, PEER, &f::dhcp_opt_client_id(PEER));
+                m[24..28].copy_from_slice(&own4().octets());
+                m
+            })),
+            Pass,
+        ),
+        fx(
             "67 -> 68 spoofed src still spoof",
             e4(&f::udp4(peer4(), peer4(), 67, 68, b"x")),
             Drop(Reason::Ipv4Spoof),
         ),
     ];
     vec![(first, p1), (second, p2)]
+}
+
+#[test]
+fn s4_dhcp_client() {
+    check(s4_dhcp_client_t());
+}
+
+/// DHCPv4 client messages (to port 67): chaddr and client identifier.
+fn s4_dhcp_client_t() -> Vec<Phase> {
+    let req = |chaddr: Mac, opts: &[u8]| {
+        f::dhcp_client_frame(PEER, M, own4(), peer4(), &f::bootp_msg(1, chaddr, opts))
+    };
+    let discover = |chaddr: Mac| {
+        f::dhcp_client_frame(
+            f::BROADCAST,
+            M,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::BROADCAST,
+            &f::bootp_msg(1, chaddr, &[53, 1, 1]),
+        )
+    };
+    let cid = f::dhcp_opt_client_id;
+    let release = |id: Mac| [vec![53, 1, 7, 54, 4, 192, 0, 2, 2], cid(id)].concat();
+    let set = |mut fr: Vec<u8>, at: usize, v: &[u8]| {
+        let o = 14 + 20 + 8 + at;
+        fr[o..o + v.len()].copy_from_slice(v);
+        fr
+    };
+    let p1 = vec![
+        fx("discover, own chaddr", discover(M), Pass),
+        fx(
+            "discover, foreign chaddr (starvation)",
+            discover(OTHER),
+            Drop(Reason::DhcpSpoof),
+        ),
+        fx(
+            "request, own chaddr + own client id",
+            req(M, &[&[53, 1, 3][..], &cid(M)].concat()),
+            Pass,
+        ),
+        fx(
+            "release, own chaddr + own client id",
+            req(M, &release(M)),
+            Pass,
+        ),
+        fx(
+            "release, foreign chaddr",
+            req(PEER, &[53, 1, 7]),
+            Drop(Reason::DhcpSpoof),
+        ),
+        fx(
+            "release, own chaddr + neighbour's client id",
+            req(M, &release(PEER)),
+            Drop(Reason::DhcpSpoof),
+        ),
+        fx(
+            "decline, neighbour's client id",
+            req(M, &[&[53, 1, 4][..], &cid(PEER)].concat()),
+            Drop(Reason::DhcpSpoof),
+        ),
+        fx(
+            "client id type 255 (RFC 4361 DUID)",
+            req(M, &[61, 9, 255, 0, 0, 0, 1, 0, 3, 0, 1]),
+            Pass,
+        ),
+        fx(
+            "client id type 0 (text)",
+            req(M, &[61, 4, 0, b'v', b'm', b'1']),
+            Pass,
+        ),
+        fx(
+            "client id type 1, 5 bytes",
+            req(M, &[61, 5, 1, 2, 0, 0, 0]),
+            Drop(Reason::DhcpSpoof),
+        ),
+        fx(
+            "client id length 1",
+            req(M, &[61, 1, 1]),
+            Drop(Reason::DhcpSpoof),
+        ),
+        fx(
+            "option overload",
+            req(M, &[52, 1, 3]),
+            Drop(Reason::DhcpSpoof),
+        ),
+        fx(
+            "htype 6",
+            set(req(M, &[]), 1, &[6]),
+            Drop(Reason::DhcpSpoof),
+        ),
+        fx(
+            "hlen 16",
+            set(req(M, &[]), 2, &[16]),
+            Drop(Reason::DhcpSpoof),
+        ),
+        fx("op 3", set(req(M, &[]), 0, &[3]), Drop(Reason::Malformed)),
+        fx(
+            "giaddr set (relay)",
+            set(req(OTHER, &[]), 24, &[192, 0, 2, 1]),
+            Drop(Reason::DhcpServer),
+        ),
+        fx(
+            "15 pads then own client id",
+            req(M, &[vec![0; 15], cid(M)].concat()),
+            Pass,
+        ),
+        fx(
+            "16 pads hide a client id",
+            req(M, &[vec![0; 16], cid(PEER)].concat()),
+            Drop(Reason::DhcpSpoof),
+        ),
+        fx(
+            "16 options then END",
+            req(M, &[[12u8, 1, b'x']; 16].concat()),
+            Pass,
+        ),
+        fx(
+            "17 options",
+            req(M, &[[12u8, 1, b'x']; 17].concat()),
+            Drop(Reason::DhcpSpoof),
+        ),
+        fx(
+            "option running past the end",
+            f::dhcp_client_frame(
+                PEER,
+                M,
+                own4(),
+                peer4(),
+                &[&f::bootp_msg(1, M, &[])[..240], &[12, 20, b'x']].concat(),
+            ),
+            Drop(Reason::Malformed),
+        ),
+        fx(
+            "options end at the payload end without END",
+            f::dhcp_client_frame(
+                PEER,
+                M,
+                own4(),
+                peer4(),
+                &[&f::bootp_msg(1, M, &[])[..240], &[12, 1, b'x']].concat(),
+            ),
+            Pass,
+        ),
+        fx(
+            "BOOTP 235 bytes",
+            f::dhcp_client_frame(PEER, M, own4(), peer4(), &f::bootp_msg(1, M, &[])[..235]),
+            Drop(Reason::Malformed),
+        ),
+        fx(
+            "plain BOOTP (no cookie), own chaddr",
+            f::dhcp_client_frame(PEER, M, own4(), peer4(), &f::bootp_msg(1, M, &[])[..236]),
+            Pass,
+        ),
+        fx(
+            "no cookie: a client id in the vend area is not an option",
+            set(req(M, &cid(PEER)), 236, &[0]),
+            Pass,
+        ),
+        fx(
+            "padded frame: options end at the IP length",
+            f::pad_to(
+                f::dhcp_client_frame(
+                    PEER,
+                    M,
+                    own4(),
+                    peer4(),
+                    &[&f::bootp_msg(1, M, &[])[..240], &[12, 1, b'x']].concat(),
+                ),
+                400,
+            ),
+            Pass,
+        ),
+    ];
+    let p2 = vec![fx(
+        "relay: foreign chaddr allowed with --allow-dhcp-server",
+        req(PEER, &cid(PEER)),
+        Pass,
+    )];
+    vec![(base(), p1), (with(|b| b.allow_dhcp_server = true), p2)]
 }
 
 // ------------------------------------------------------------------ section 5
@@ -1396,9 +1621,29 @@ fn s6_ipv6_header_and_sources_t() -> Vec<Phase> {
             ),
             fx("src :: DAD NS", e6(&f::nd_dad(own6())), Pass),
             fx(
-                "src :: DAD NS for any target",
+                "src :: DAD NS for a foreign target",
                 e6(&f::nd_dad(f::v6("2001:db8::99:1234"))),
+                Drop(Reason::NdSpoof),
+            ),
+            fx(
+                "src :: DAD NS inside bound prefix",
+                e6(&f::nd_dad(pfx6())),
                 Pass,
+            ),
+            fx(
+                "src :: DAD NS for the EUI-64 LL",
+                e6(&f::nd_dad(ll())),
+                Pass,
+            ),
+            fx(
+                "src :: DAD NS for another LL",
+                e6(&f::nd_dad(f::eui64_ll(PEER))),
+                Drop(Reason::NdSpoof),
+            ),
+            fx(
+                "src :: DAD NS for a neighbour's address",
+                e6(&f::nd_dad(peer6())),
+                Drop(Reason::NdSpoof),
             ),
             fx(
                 "src :: NS to wrong solicited-node",
@@ -1714,14 +1959,14 @@ fn s6_fragments_t() -> Vec<Phase> {
                 Pass,
             ),
             fx(
-                "non-first fragment carrying RA bytes",
+                "non-first fragment carrying RA bytes (LL source, RFC 7113)",
                 pkt(ll(), 44, &frag(185, false, 58, &icmp_ra)),
-                Pass,
+                Drop(Reason::Malformed),
             ),
             fx(
-                "non-first fragment carrying DHCPv6 server bytes",
+                "non-first fragment carrying DHCPv6 server bytes (LL source)",
                 pkt(ll(), 44, &frag(2, false, 17, &[2, 35, 2, 34, 0, 8, 0, 0])),
-                Pass,
+                Drop(Reason::Malformed),
             ),
             fx(
                 "non-first fragment, max offset",
@@ -1736,7 +1981,7 @@ fn s6_fragments_t() -> Vec<Phase> {
             fx(
                 "non-first fragment from LL",
                 pkt(ll(), 44, &frag(1, false, 17, &[0; 8])),
-                Pass,
+                Drop(Reason::Malformed),
             ),
             fx(
                 "non-first fragment spoofed",
@@ -1793,8 +2038,307 @@ fn s6_fragments_t() -> Vec<Phase> {
                 Pass,
             ),
             fx(
-                "fragment + fragment + udp",
+                "fragment + fragment + udp (nothing may follow a fragment header)",
                 pkt(own6(), 44, &frag(0, true, 44, &frag(0, true, 17, &udp))),
+                Drop(Reason::Malformed),
+            ),
+        ],
+    )]
+}
+
+#[test]
+fn s6_fragments_and_nd() {
+    check(s6_fragments_and_nd_t());
+}
+
+/// RFC 6980 / 7113 / 7112 / 1858 per-frame fragment rules (policy.md "Fragments").
+fn s6_fragments_and_nd_t() -> Vec<Phase> {
+    let e6to = |src: Ipv6Addr, dst: Ipv6Addr, nh: u8, hl: u8, body: &[u8]| {
+        e6(&f::ipv6(src, dst, nh, hl, body))
+    };
+    let frag = |off: u16, more: bool, nh: u8, rest: &[u8]| {
+        [f::fragment(nh, off, more, 9), rest.to_vec()].concat()
+    };
+    // An ICMPv6 message (checksummed as if unfragmented) behind a fragment header.
+    let icmp = |src: Ipv6Addr, dst: Ipv6Addr, ty: u8, body: &[u8]| f::icmpv6(src, dst, ty, 0, body);
+    let ns_body = [vec![0; 4], peer6().octets().to_vec()].concat();
+    let na_body = [vec![0x60, 0, 0, 0], own6().octets().to_vec()].concat();
+    let echo = |src, dst| icmp(src, dst, f::ICMPV6_ECHO_REQUEST, &[0, 1, 0, 1, 9, 9, 9, 9]);
+    let g = own6();
+    let mut t = Vec::new();
+    for (more, what) in [(true, "first fragment"), (false, "atomic fragment")] {
+        t.push(fx(
+            &format!("{what}: unicast NS between globals (RFC 6980)"),
+            e6to(
+                g,
+                peer6(),
+                44,
+                255,
+                &frag(0, more, 58, &icmp(g, peer6(), f::ICMPV6_NS, &ns_body)),
+            ),
+            Drop(Reason::NdSpoof),
+        ));
+        t.push(fx(
+            &format!("{what}: NA"),
+            e6to(
+                g,
+                peer6(),
+                44,
+                255,
+                &frag(0, more, 58, &icmp(g, peer6(), f::ICMPV6_NA, &na_body)),
+            ),
+            Drop(Reason::NdSpoof),
+        ));
+        t.push(fx(
+            &format!("{what}: RS"),
+            e6to(
+                ll(),
+                f::ALL_ROUTERS,
+                44,
+                255,
+                &frag(0, more, 58, &icmp(ll(), f::ALL_ROUTERS, 133, &[0; 4])),
+            ),
+            Drop(Reason::NdSpoof),
+        ));
+        t.push(fx(
+            &format!("{what}: MLDv2 report"),
+            e6to(
+                ll(),
+                f::ALL_MLDV2_ROUTERS,
+                44,
+                1,
+                &frag(0, more, 58, &icmp(ll(), f::ALL_MLDV2_ROUTERS, 143, &[0; 4])),
+            ),
+            Drop(Reason::NdSpoof),
+        ));
+        t.push(fx(
+            &format!("{what}: RA"),
+            e6to(
+                ll(),
+                f::ALL_NODES,
+                44,
+                255,
+                &frag(
+                    0,
+                    more,
+                    58,
+                    &icmp(ll(), f::ALL_NODES, f::ICMPV6_RA, &[0; 12]),
+                ),
+            ),
+            Drop(Reason::RaGuard),
+        ));
+    }
+    t.extend([
+        fx(
+            "first fragment: echo between link-locals (RFC 7113)",
+            e6to(
+                ll(),
+                f::eui64_ll(PEER),
+                44,
+                64,
+                &frag(0, true, 58, &echo(ll(), f::eui64_ll(PEER))),
+            ),
+            Drop(Reason::Malformed),
+        ),
+        fx(
+            "atomic fragment: echo between link-locals (whole packet)",
+            e6to(
+                ll(),
+                f::eui64_ll(PEER),
+                44,
+                64,
+                &frag(0, false, 58, &echo(ll(), f::eui64_ll(PEER))),
+            ),
+            Pass,
+        ),
+        fx(
+            "first fragment: echo between globals",
+            e6to(g, peer6(), 44, 64, &frag(0, true, 58, &echo(g, peer6()))),
+            Pass,
+        ),
+        fx(
+            "first fragment: udp from global to ff02::fb",
+            e6to(
+                g,
+                f::v6("ff02::fb"),
+                44,
+                255,
+                &frag(
+                    0,
+                    true,
+                    17,
+                    &f::udp6_segment(g, f::v6("ff02::fb"), 5353, 5353, b"mdns"),
+                ),
+            ),
+            Drop(Reason::Malformed),
+        ),
+        fx(
+            "first fragment: udp to site-scope multicast",
+            e6to(
+                g,
+                f::v6("ff05::1:3"),
+                44,
+                64,
+                &frag(
+                    0,
+                    true,
+                    17,
+                    &f::udp6_segment(g, f::v6("ff05::1:3"), 546, 547, &[1, 0, 0, 0]),
+                ),
+            ),
+            Pass,
+        ),
+        fx(
+            "non-first fragment to a solicited-node group",
+            e6to(
+                g,
+                f::solicited_node(peer6()),
+                44,
+                255,
+                &frag(3, false, 58, &[0; 16]),
+            ),
+            Drop(Reason::Malformed),
+        ),
+        fx(
+            "non-first fragment to all-nodes",
+            e6to(g, f::ALL_NODES, 44, 255, &frag(3, false, 58, &[0; 16])),
+            Drop(Reason::Malformed),
+        ),
+        fx(
+            "non-first fragment to a link-local",
+            e6to(g, f::eui64_ll(PEER), 44, 64, &frag(3, false, 58, &[0; 16])),
+            Drop(Reason::Malformed),
+        ),
+        fx(
+            "non-first fragment between globals",
+            e6to(g, peer6(), 44, 64, &frag(3, false, 58, &[0; 16])),
+            Pass,
+        ),
+        // RFC 1858 / 7112 for TCP.
+        fx(
+            "first fragment: tcp header cut (19 bytes)",
+            e6to(g, peer6(), 44, 64, &frag(0, true, 6, &[0; 19])),
+            Drop(Reason::Malformed),
+        ),
+        fx(
+            "first fragment: full tcp header",
+            e6to(g, peer6(), 44, 64, &frag(0, true, 6, &[0; 20])),
+            Pass,
+        ),
+        fx(
+            "non-first tcp fragment at offset 8 (inside the header)",
+            e6to(g, peer6(), 44, 64, &frag(1, true, 6, &[0; 8])),
+            Drop(Reason::Malformed),
+        ),
+        fx(
+            "non-first tcp fragment at offset 16",
+            e6to(g, peer6(), 44, 64, &frag(2, false, 6, &[0; 8])),
+            Drop(Reason::Malformed),
+        ),
+        fx(
+            "non-first tcp fragment at offset 24",
+            e6to(g, peer6(), 44, 64, &frag(3, false, 6, &[0; 8])),
+            Pass,
+        ),
+        fx(
+            "dstopts after a first-fragment header",
+            e6to(
+                g,
+                peer6(),
+                44,
+                64,
+                &frag(
+                    0,
+                    true,
+                    60,
+                    &[f::dstopts(58, &[]), echo(g, peer6())].concat(),
+                ),
+            ),
+            Drop(Reason::Malformed),
+        ),
+        fx(
+            "dstopts after an atomic fragment header",
+            e6to(
+                g,
+                peer6(),
+                44,
+                64,
+                &frag(
+                    0,
+                    false,
+                    60,
+                    &[f::dstopts(58, &[]), echo(g, peer6())].concat(),
+                ),
+            ),
+            Drop(Reason::Malformed),
+        ),
+        fx(
+            "dstopts before the fragment header",
+            e6to(
+                g,
+                peer6(),
+                60,
+                64,
+                &[f::dstopts(44, &[]), frag(0, true, 58, &echo(g, peer6()))].concat(),
+            ),
+            Pass,
+        ),
+    ]);
+    vec![(base(), t)]
+}
+
+#[test]
+fn s4_ipv4_tcp_fragments() {
+    check(s4_ipv4_tcp_fragments_t());
+}
+
+/// RFC 1858: tiny first fragments and later fragments inside the TCP header.
+fn s4_ipv4_tcp_fragments_t() -> Vec<Phase> {
+    let tcp = |frag: u16, body: &[u8]| {
+        e4(&f::ipv4_with(
+            own4(),
+            peer4(),
+            6,
+            body,
+            &f::Ipv4Opts {
+                frag,
+                ..Default::default()
+            },
+        ))
+    };
+    vec![(
+        base(),
+        vec![
+            fx(
+                "tcp first fragment, 19 bytes",
+                tcp(0x2000, &[0; 19]),
+                Drop(Reason::Malformed),
+            ),
+            fx("tcp first fragment, 20 bytes", tcp(0x2000, &[0; 20]), Pass),
+            fx("tcp unfragmented, 8 bytes", tcp(0x4000, &[0; 8]), Pass),
+            fx(
+                "tcp fragment at offset 8",
+                tcp(0x2001, &[0; 8]),
+                Drop(Reason::Malformed),
+            ),
+            fx(
+                "tcp fragment at offset 16",
+                tcp(0x0002, &[0; 8]),
+                Drop(Reason::Malformed),
+            ),
+            fx("tcp fragment at offset 24", tcp(0x0003, &[0; 8]), Pass),
+            fx(
+                "udp fragment at offset 8",
+                e4(&f::ipv4_with(
+                    own4(),
+                    peer4(),
+                    17,
+                    &[0; 8],
+                    &f::Ipv4Opts {
+                        frag: 1,
+                        ..Default::default()
+                    },
+                )),
                 Pass,
             ),
         ],
@@ -2156,6 +2700,21 @@ fn s6_dhcpv6_t() -> Vec<Phase> {
         fx(
             "547 -> 546 first fragment",
             e6(&f::ipv6(
+                own6(),
+                peer6(),
+                44,
+                64,
+                &[
+                    f::fragment(17, 0, true, 1),
+                    f::udp6_segment(own6(), peer6(), 547, 546, b"x"),
+                ]
+                .concat(),
+            )),
+            Drop(Reason::DhcpServer),
+        ),
+        fx(
+            "547 -> 546 first fragment from LL (link scope first)",
+            e6(&f::ipv6(
                 ll(),
                 peer6(),
                 44,
@@ -2166,6 +2725,11 @@ fn s6_dhcpv6_t() -> Vec<Phase> {
                 ]
                 .concat(),
             )),
+            Drop(Reason::Malformed),
+        ),
+        fx(
+            "random source port -> 546 (atk6-fake_dhcps6)",
+            e6(&f::udp6(ll(), peer6(), 40123, 546, &[2, 0, 0, 1])),
             Drop(Reason::DhcpServer),
         ),
         fx(
@@ -2174,13 +2738,18 @@ fn s6_dhcpv6_t() -> Vec<Phase> {
             Drop(Reason::Ipv6Spoof),
         ),
         fx(
-            "547 -> 547 (relay-relay)",
+            "547 -> 547 truncated",
             e6(&f::udp6(ll(), peer6(), 547, 547, b"x")),
-            Pass,
+            Drop(Reason::Malformed),
         ),
         fx(
             "546 -> 546",
             e6(&f::udp6(ll(), peer6(), 546, 546, b"x")),
+            Drop(Reason::DhcpServer),
+        ),
+        fx(
+            "546 -> 53 (ephemeral source 546)",
+            e6(&f::udp6(ll(), peer6(), 546, 53, b"x")),
             Pass,
         ),
         fx(
@@ -2189,9 +2758,53 @@ fn s6_dhcpv6_t() -> Vec<Phase> {
             Pass,
         ),
     ];
+    // Message types to 547: client types pass, server/relay types do not.
+    let to547 = |ty: u8| {
+        e6(&f::udp6(
+            ll(),
+            f::ALL_DHCP_AGENTS,
+            547,
+            547,
+            &[ty, 1, 2, 3, 0, 1],
+        ))
+    };
+    let mut p1 = p1;
+    for (ty, name) in [
+        (1, "SOLICIT"),
+        (3, "REQUEST"),
+        (5, "RENEW"),
+        (8, "RELEASE"),
+        (9, "DECLINE"),
+        (11, "INFORMATION-REQUEST"),
+        (20, "DHCPV4-QUERY"),
+    ] {
+        p1.push(fx(&format!("{name} to 547"), to547(ty), Pass));
+    }
+    for (ty, name) in [
+        (2, "ADVERTISE"),
+        (7, "REPLY"),
+        (10, "RECONFIGURE"),
+        (12, "RELAY-FORW"),
+        (13, "RELAY-REPL"),
+        (15, "LEASEQUERY-REPLY"),
+        (21, "DHCPV4-RESPONSE"),
+        (0, "type 0"),
+        (200, "type 200"),
+    ] {
+        p1.push(fx(
+            &format!("{name} to 547"),
+            to547(ty),
+            Drop(Reason::DhcpServer),
+        ));
+    }
     let second = with(|b| b.allow_dhcp_server = true);
     let p2 = vec![
         fx("advertise allowed", e6(&adv), Pass),
+        fx(
+            "RELAY-FORW allowed",
+            e6(&f::udp6(ll(), f::ALL_DHCP_AGENTS, 547, 547, &[12, 0, 0, 0])),
+            Pass,
+        ),
         fx(
             "547 -> 546 spoofed still spoof",
             e6(&f::udp6(peer6(), own6(), 547, 546, b"x")),
@@ -2364,6 +2977,9 @@ fn fixtures_agree_with_reference_model() {
         ),
         ("s6_neighbor_discovery", s6_neighbor_discovery_t()),
         ("s6_dhcpv6", s6_dhcpv6_t()),
+        ("s6_fragments_and_nd", s6_fragments_and_nd_t()),
+        ("s4_ipv4_tcp_fragments", s4_ipv4_tcp_fragments_t()),
+        ("s4_dhcp_client", s4_dhcp_client_t()),
     ];
     let mut problems = Vec::new();
     let mut n = 0;

@@ -43,7 +43,8 @@ pub struct Args {
     /// ARP burst (default: twice the rate when a rate is given).
     #[arg(long)]
     pub arp_burst: Option<u32>,
-    /// Let this VM answer DHCP (v4 67->68, v6 547->546), e.g. its own private DHCP server.
+    /// Trust this VM as DHCP infrastructure (server or relay agent): it may send to UDP 68/546
+    /// and DHCPv6 server/relay types, and its DHCP client messages are not inspected.
     #[arg(long)]
     pub allow_dhcp_server: bool,
     /// Admit another EtherType, e.g. 0x88cc (repeatable).

@@ -3,7 +3,7 @@ use std::net::Ipv4Addr;
 
 use filter_common::Reason;
 
-use super::{allowed_v4, be16};
+use super::{allowed_v4, be16, dhcp, frag};
 use crate::binding::Binding;
 
 const PROTO_UDP: u8 = 17;
@@ -31,7 +31,8 @@ pub(super) fn check_ipv4(b: &Binding, frame: &[u8], l3: usize) -> Reason {
     }
     // From here on, only the packet itself (padding excluded).
     let packet = &frame[l3..l3 + total_len];
-    let fragment_offset = u16::from_be_bytes([packet[6], packet[7]]) & 0x1fff;
+    let frag_field = u16::from_be_bytes([packet[6], packet[7]]);
+    let fragment_offset = frag_field & 0x1fff;
     let protocol = packet[9];
     let src = v4(&packet[12..16]);
     let dst = v4(&packet[16..20]);
@@ -55,11 +56,23 @@ pub(super) fn check_ipv4(b: &Binding, frame: &[u8], l3: usize) -> Reason {
     if !(allowed_v4(b, src) || dhcp_client) {
         return Reason::Ipv4Spoof;
     }
-    // 4.5: DHCP server replies.
-    if udp_ports == Some((67, 68)) && !b.allow_dhcp_server {
-        return Reason::DhcpServer;
+    // 4.5: fragments.
+    if frag_field & 0x3fff != 0 && protocol == frag::TCP {
+        let r = frag::v4_tcp(header_len, total_len, fragment_offset);
+        if r != Reason::Pass {
+            return r;
+        }
     }
-    Reason::Pass
+    // 4.6: DHCP.
+    match udp_ports {
+        Some((_, dport)) if dhcp::v4_applies(b, dport) => dhcp::v4(
+            b,
+            dport,
+            &packet[header_len + 8..],
+            frag_field & 0x2000 != 0,
+        ),
+        _ => Reason::Pass,
+    }
 }
 
 /// The ARP opcode at `l3`, when the frame has the full 28-byte Ethernet/IPv4

@@ -7,7 +7,7 @@ use std::net::Ipv6Addr;
 
 use filter_common::{Reason, MAX_IPV6_EXT_HEADERS, MAX_ND_OPTIONS};
 
-use super::{allowed_v6, be16};
+use super::{allowed_v6, be16, dhcp, frag};
 use crate::binding::Binding;
 
 const HOP_BY_HOP: u8 = 0;
@@ -33,19 +33,35 @@ fn addr(b: &[u8]) -> Ipv6Addr {
     Ipv6Addr::from(o)
 }
 
-/// What the extension-header walk found.
-enum Upper {
-    /// A non-first fragment: no upper layer to inspect.
-    LaterFragment,
-    /// The upper-layer protocol and its offset in the packet.
-    Proto(u8, usize),
+/// Whether the walk met a Fragment header with offset 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Frag {
+    None,
+    /// M = 0: the whole packet (RFC 6946).
+    Atomic,
+    /// M = 1: a first fragment.
+    More,
 }
 
-/// 6.2: walk at most 6 extension headers.
+/// What the extension-header walk found.
+enum Upper {
+    /// A non-first fragment: no upper layer to inspect; the Fragment
+    /// header's next header and the offset in bytes.
+    LaterFragment { next: u8, offset: usize },
+    /// The upper-layer protocol, its offset in the packet, and the fragment state.
+    Proto(u8, usize, Frag),
+}
+
+/// 6.2: walk at most 6 extension headers; nothing but the upper layer may
+/// follow a Fragment header.
 fn walk(packet: &[u8]) -> Result<Upper, Reason> {
     let mut next = packet[6];
     let mut off = 40usize;
+    let mut frag = Frag::None;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
+        if matches!(next, HOP_BY_HOP | ROUTING | DEST_OPTS | FRAGMENT) && frag != Frag::None {
+            return Err(Reason::Malformed);
+        }
         match next {
             HOP_BY_HOP | ROUTING | DEST_OPTS => {
                 let h = packet.get(off..off + 2).ok_or(Reason::Malformed)?;
@@ -58,18 +74,25 @@ fn walk(packet: &[u8]) -> Result<Upper, Reason> {
             }
             FRAGMENT => {
                 let h = packet.get(off..off + 8).ok_or(Reason::Malformed)?;
-                if u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
-                    return Ok(Upper::LaterFragment);
+                let field = u16::from_be_bytes([h[2], h[3]]);
+                let offset = usize::from(field & 0xfff8);
+                if offset != 0 {
+                    return Ok(Upper::LaterFragment { next: h[0], offset });
                 }
+                frag = if field & 1 != 0 {
+                    Frag::More
+                } else {
+                    Frag::Atomic
+                };
                 next = h[0];
                 off += 8;
             }
-            other => return Ok(Upper::Proto(other, off)),
+            other => return Ok(Upper::Proto(other, off, frag)),
         }
     }
     match next {
         HOP_BY_HOP | ROUTING | FRAGMENT | DEST_OPTS => Err(Reason::Malformed),
-        other => Ok(Upper::Proto(other, off)),
+        other => Ok(Upper::Proto(other, off, frag)),
     }
 }
 
@@ -114,41 +137,56 @@ pub(super) fn check(b: &Binding, frame: &[u8], l3: usize) -> Reason {
     let source_allowed = !unspecified && allowed_v6(b, src);
 
     // 6.2
-    let (proto, off) = match walk(packet) {
+    let (proto, off, frag) = match walk(packet) {
         Err(r) => return r,
-        Ok(Upper::LaterFragment) => {
-            return if source_allowed {
-                Reason::Pass
-            } else {
+        Ok(Upper::LaterFragment { next, offset }) => {
+            // 6.2 non-first fragment: source, then the fragment rules.
+            return if !source_allowed {
                 Reason::Ipv6Spoof
+            } else if frag::v6_link_scope(src, dst) || (next == frag::TCP && offset < frag::TCP_HDR)
+            {
+                Reason::Malformed
+            } else {
+                Reason::Pass
             };
         }
-        Ok(Upper::Proto(p, off)) => (p, off),
+        Ok(Upper::Proto(p, off, frag)) => (p, off, frag),
     };
+    // A first fragment in link-local scope (checked after the rules above).
+    let fragment_in_link_scope = frag == Frag::More && frag::v6_link_scope(src, dst);
 
     match proto {
-        ICMPV6 => icmpv6(b, packet, off, hop_limit, src, dst),
+        ICMPV6 => icmpv6(b, packet, off, hop_limit, src, dst, frag),
         UDP => {
             // 6.4
-            let (sport, dport) = match (be16(packet, off), be16(packet, off + 2)) {
-                (Some(s), Some(d)) if off + 8 <= packet.len() => (s, d),
+            let dport = match (be16(packet, off), be16(packet, off + 2)) {
+                (Some(_), Some(d)) if off + 8 <= packet.len() => d,
                 _ => return Reason::Malformed,
             };
             // 6.5
             if !source_allowed {
                 return Reason::Ipv6Spoof;
             }
-            // 6.8
-            if sport == 547 && dport == 546 && !b.allow_dhcp_server {
-                return Reason::DhcpServer;
+            if fragment_in_link_scope {
+                return Reason::Malformed;
+            }
+            // 6.9
+            if dhcp::v6_applies(b, dport) {
+                return dhcp::v6(dport, &packet[off + 8..]);
             }
             Reason::Pass
         }
         _ => {
-            if source_allowed {
-                Reason::Pass
-            } else {
+            // 6.4: a first fragment carries the whole TCP header (RFC 7112).
+            if frag == Frag::More && proto == frag::TCP && off + frag::TCP_HDR > packet.len() {
+                return Reason::Malformed;
+            }
+            if !source_allowed {
                 Reason::Ipv6Spoof
+            } else if fragment_in_link_scope {
+                Reason::Malformed
+            } else {
+                Reason::Pass
             }
         }
     }
@@ -161,6 +199,7 @@ fn icmpv6(
     hop_limit: u8,
     src: Ipv6Addr,
     dst: Ipv6Addr,
+    frag: Frag,
 ) -> Reason {
     // 6.3
     let head = match packet.get(off..off + 4) {
@@ -189,11 +228,20 @@ fn icmpv6(
         return Reason::Ipv6Spoof;
     }
 
+    // 6.6
+    if ty == RA || ty == REDIRECT {
+        return Reason::RaGuard;
+    }
+    // 6.7: fragmented ND/MLD (RFC 6980), fragments in link-local scope (RFC 7113).
+    if frag != Frag::None && frag::v6_nd_type(ty) {
+        return Reason::NdSpoof;
+    }
+    if frag == Frag::More && frag::v6_link_scope(src, dst) {
+        return Reason::Malformed;
+    }
     match (ty, target) {
-        // 6.6
-        (RA | REDIRECT, _) => Reason::RaGuard,
         (RS, _) => Reason::Pass,
-        // 6.7
+        // 6.8
         (NS | NA, Some(target)) => {
             neighbor(b, packet, off, ty, code, hop_limit, target, unspecified)
         }
@@ -215,7 +263,8 @@ fn neighbor(
     if hop_limit != 255 || code != 0 {
         return Reason::NdSpoof;
     }
-    if ty == NA && !allowed_v6(b, target) {
+    // An NA, or a DAD probe (NS from `::`), only for an address the port may use.
+    if (ty == NA || unspecified) && !allowed_v6(b, target) {
         return Reason::NdSpoof;
     }
     let own_lla = if ty == NS { OPT_SLLA } else { OPT_TLLA };

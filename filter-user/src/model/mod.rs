@@ -10,6 +10,8 @@
 //! * [`Gcra`] / [`StormBuckets`]: section 7 with an explicit clock.
 //! * [`outcome`]: section 8 (action and counter for a final reason).
 
+mod dhcp;
+mod frag;
 mod gcra;
 mod ipv4;
 mod ipv6;

@@ -73,6 +73,20 @@ fn udp(sport: u16, dport: u16, body: &[u8]) -> Vec<u8> {
     u
 }
 
+/// A BOOTP message (op, htype 1, hlen 6, `chaddr`) with the DHCP magic
+/// cookie and `opts` (END appended), padded to 300 bytes.
+fn bootp(op: u8, chaddr: [u8; 6], opts: &[u8]) -> Vec<u8> {
+    let mut b = vec![op, 1, 6, 0];
+    b.extend_from_slice(&[0; 24]);
+    b.extend_from_slice(&chaddr);
+    b.resize(236, 0);
+    b.extend_from_slice(&[99, 130, 83, 99]);
+    b.extend_from_slice(opts);
+    b.push(255);
+    b.resize(b.len().max(300), 0);
+    b
+}
+
 fn v4_frame(src: &str, dst: &str, proto: u8, payload: &[u8]) -> Vec<u8> {
     eth(
         GW,
@@ -396,7 +410,13 @@ fn ipv4_dhcp_client() {
         BCAST,
         MAC,
         0x0800,
-        &ipv4([0; 4], [255; 4], 17, 0, &udp(68, 67, &[0; 240])),
+        &ipv4(
+            [0; 4],
+            [255; 4],
+            17,
+            0,
+            &udp(68, 67, &bootp(1, MAC, &[53, 1, 1])),
+        ),
     );
     assert_reason(&none, &discover, Reason::Pass);
     assert_eq!(
@@ -433,9 +453,100 @@ fn ipv4_dhcp_client() {
     );
     assert_reason(&none, &later, Reason::Ipv4Spoof);
     // A bound client renewing from its own address is just a bound source.
-    let renew = v4_frame("192.0.2.10", "192.0.2.1", 17, &udp(68, 67, &[]));
+    let renew = v4_frame(
+        "192.0.2.10",
+        "192.0.2.1",
+        17,
+        &udp(68, 67, &bootp(1, MAC, &[53, 1, 3])),
+    );
     assert_reason(&none, &renew, Reason::Ipv4Spoof);
     assert_reason(&binding(), &renew, Reason::Pass);
+}
+
+#[test]
+fn ipv4_dhcp_client_hardware_addresses() {
+    let mut b = binding();
+    let msg = |payload: &[u8]| v4_frame("192.0.2.10", "192.0.2.1", 17, &udp(68, 67, payload));
+    let cid = |m: [u8; 6]| [&[61u8, 7, 1][..], &m].concat();
+    // chaddr and client identifier (type 1) must be the bound MAC.
+    assert_reason(&b, &msg(&bootp(1, MAC, &cid(MAC))), Reason::Pass);
+    assert_reason(&b, &msg(&bootp(1, OTHER, &[53, 1, 1])), Reason::DhcpSpoof);
+    assert_reason(&b, &msg(&bootp(1, MAC, &cid(OTHER))), Reason::DhcpSpoof);
+    // A RELEASE with the own chaddr naming a neighbour's client id.
+    let release = [&[53u8, 1, 7][..], &cid(OTHER)].concat();
+    assert_reason(&b, &msg(&bootp(1, MAC, &release)), Reason::DhcpSpoof);
+    // htype/hlen other than Ethernet/6.
+    let mut p = bootp(1, MAC, &[]);
+    p[1] = 6;
+    assert_reason(&b, &msg(&p), Reason::DhcpSpoof);
+    let mut p = bootp(1, MAC, &[]);
+    p[2] = 16;
+    assert_reason(&b, &msg(&p), Reason::DhcpSpoof);
+    // Client ids of other types (DUID, RFC 4361) cannot be checked: pass;
+    // type 1 with a wrong length and ids shorter than 2 bytes are refused.
+    assert_reason(
+        &b,
+        &msg(&bootp(1, MAC, &[61, 5, 255, 1, 2, 3, 4])),
+        Reason::Pass,
+    );
+    assert_reason(
+        &b,
+        &msg(&bootp(1, MAC, &[61, 3, 0, b'a', b'b'])),
+        Reason::Pass,
+    );
+    assert_reason(
+        &b,
+        &msg(&bootp(1, MAC, &[61, 6, 1, 2, 0, 0, 0, 0])),
+        Reason::DhcpSpoof,
+    );
+    assert_reason(&b, &msg(&bootp(1, MAC, &[61, 1, 0])), Reason::DhcpSpoof);
+    // Option overload would move options out of the walked area.
+    assert_reason(&b, &msg(&bootp(1, MAC, &[52, 1, 3])), Reason::DhcpSpoof);
+    // The walk: 16 options (pads count) then END pass; one more option is refused.
+    let pads = [0u8; 15];
+    assert_reason(
+        &b,
+        &msg(&bootp(1, MAC, &[&pads[..], &cid(MAC)].concat())),
+        Reason::Pass,
+    );
+    let hidden = [&vec![0u8; 16][..], &cid(OTHER)].concat();
+    assert_reason(&b, &msg(&bootp(1, MAC, &hidden)), Reason::DhcpSpoof);
+    // An option running past the end; a truncated BOOTP header.
+    let mut p = bootp(1, MAC, &[]);
+    p.truncate(240);
+    p.extend_from_slice(&[12, 9, b'h']);
+    assert_reason(&b, &msg(&p), Reason::Malformed);
+    assert_reason(&b, &msg(&bootp(1, MAC, &[])[..235]), Reason::Malformed);
+    // Plain BOOTP (no magic cookie): chaddr only.
+    let mut p = bootp(1, MAC, &cid(OTHER));
+    p[236] = 0;
+    assert_reason(&b, &msg(&p), Reason::Pass);
+    // BOOTREPLY to 67 (to a relay) and relayed requests (giaddr) are server/relay messages.
+    assert_reason(&b, &msg(&bootp(2, MAC, &[])), Reason::DhcpServer);
+    let mut p = bootp(1, OTHER, &[]);
+    p[24..28].copy_from_slice(&[192, 0, 2, 10]);
+    assert_reason(&b, &msg(&p), Reason::DhcpServer);
+    let mut p = bootp(3, MAC, &[]);
+    p[1] = 1;
+    assert_reason(&b, &msg(&p), Reason::Malformed);
+    // Fragmented client messages cannot be checked.
+    let frag = eth(
+        GW,
+        MAC,
+        0x0800,
+        &ipv4(
+            ip4("192.0.2.10"),
+            ip4("192.0.2.1"),
+            17,
+            0x2000,
+            &udp(68, 67, &bootp(1, MAC, &[])),
+        ),
+    );
+    assert_reason(&b, &frag, Reason::Malformed);
+    // A relay or server VM (--allow-dhcp-server) is not inspected.
+    b.allow_dhcp_server = true;
+    assert_reason(&b, &msg(&bootp(1, OTHER, &cid(OTHER))), Reason::Pass);
+    assert_reason(&b, &frag, Reason::Pass);
 }
 
 #[test]
@@ -443,12 +554,23 @@ fn ipv4_dhcp_server() {
     let mut b = binding();
     let offer = v4_frame("192.0.2.10", "255.255.255.255", 17, &udp(67, 68, &[0; 240]));
     assert_reason(&b, &offer, Reason::DhcpServer);
+    // Recognised by the destination port, whatever the source port or content.
+    let odd = v4_frame("192.0.2.10", "255.255.255.255", 17, &udp(6767, 68, &[]));
+    assert_reason(&b, &odd, Reason::DhcpServer);
+    // A client's ephemeral source port 68 is fine.
+    let dns = v4_frame("192.0.2.10", "192.0.2.1", 17, &udp(68, 53, &[0; 12]));
+    assert_reason(&b, &dns, Reason::Pass);
     // Source first: a spoofed server reply is ipv4_spoof.
     let spoofed = v4_frame("192.0.2.77", "255.255.255.255", 17, &udp(67, 68, &[]));
     assert_reason(&b, &spoofed, Reason::Ipv4Spoof);
-    // Other port pairs are not server replies.
-    let f = v4_frame("192.0.2.10", "192.0.2.1", 17, &udp(67, 67, &[]));
-    assert_reason(&b, &f, Reason::Pass);
+    // A server's reply to a relay (BOOTREPLY to 67).
+    let f = v4_frame(
+        "192.0.2.10",
+        "192.0.2.1",
+        17,
+        &udp(67, 67, &bootp(2, OTHER, &[])),
+    );
+    assert_reason(&b, &f, Reason::DhcpServer);
     // Non-first fragments have no ports.
     let later = eth(
         GW,
@@ -803,6 +925,181 @@ fn ipv6_fragments() {
     assert_reason(&b, &chain(6), Reason::Malformed);
 }
 
+/// A Fragment header with the M flag.
+fn frag_more(nh: u8, offset8: u16) -> Vec<u8> {
+    let mut h = frag(nh, offset8);
+    h[3] |= 1;
+    h
+}
+
+#[test]
+fn ipv6_fragments_and_neighbor_discovery() {
+    let b = binding();
+    let g = "2001:db8::10";
+    let with = |h: Vec<u8>, body: Vec<u8>| [h, body].concat();
+    // Non-first fragments in link-local scope could carry ND/RA/MLD (RFC 7113).
+    for (src, dst) in [
+        (LL, "2001:db8::1"),
+        (g, "fe80::1"),
+        (g, "ff02::1"),
+        (g, "ff02::1:ff00:1"),
+    ] {
+        assert_reason(
+            &b,
+            &v6_frame(src, dst, 44, 255, &frag(58, 100)),
+            Reason::Malformed,
+        );
+    }
+    assert_reason(
+        &b,
+        &v6_frame(g, "ff05::2", 44, 64, &frag(17, 100)),
+        Reason::Pass,
+    );
+    // A later TCP fragment must not start inside the TCP header (RFC 1858).
+    for (off, want) in [
+        (1, Reason::Malformed),
+        (2, Reason::Malformed),
+        (3, Reason::Pass),
+    ] {
+        assert_reason(&b, &v6_frame(g, "2001:db8::1", 44, 64, &frag(6, off)), want);
+    }
+    // ND and MLD in any packet with a Fragment header, atomic or not (RFC 6980).
+    let ns = icmp6(135, 0, &nd_body("2001:db8::1", &[]));
+    let na = icmp6(136, 0, &nd_body(g, &[]));
+    for h in [frag(58, 0), frag_more(58, 0)] {
+        for (src, dst, msg) in [
+            (g, "2001:db8::1", ns.clone()),
+            (g, "2001:db8::1", na.clone()),
+            (LL, "ff02::2", icmp6(133, 0, &[0; 4])),
+            (LL, "ff02::16", icmp6(143, 0, &[0; 4])),
+            (LL, "ff02::1", icmp6(130, 0, &[0; 20])),
+        ] {
+            assert_reason(
+                &b,
+                &v6_frame(src, dst, 44, 255, &with(h.clone(), msg)),
+                Reason::NdSpoof,
+            );
+        }
+        assert_reason(
+            &b,
+            &v6_frame(
+                LL,
+                "ff02::1",
+                44,
+                255,
+                &with(h.clone(), icmp6(134, 0, &[0; 12])),
+            ),
+            Reason::RaGuard,
+        );
+    }
+    // Other first fragments in link-local scope: malformed; atomic ones are whole packets.
+    let echo = icmp6(128, 0, &[0; 8]);
+    assert_reason(
+        &b,
+        &v6_frame(LL, "fe80::2", 44, 64, &with(frag_more(58, 0), echo.clone())),
+        Reason::Malformed,
+    );
+    assert_reason(
+        &b,
+        &v6_frame(LL, "fe80::2", 44, 64, &with(frag(58, 0), echo.clone())),
+        Reason::Pass,
+    );
+    assert_reason(
+        &b,
+        &v6_frame(
+            g,
+            "2001:db8::1",
+            44,
+            64,
+            &with(frag_more(58, 0), echo.clone()),
+        ),
+        Reason::Pass,
+    );
+    let u = udp(5353, 5353, &[0; 8]);
+    assert_reason(
+        &b,
+        &v6_frame(LL, "ff02::fb", 44, 255, &with(frag_more(17, 0), u.clone())),
+        Reason::Malformed,
+    );
+    assert_reason(
+        &b,
+        &v6_frame(g, "ff02::fb", 44, 255, &with(frag_more(6, 0), vec![0; 20])),
+        Reason::Malformed,
+    );
+    // RFC 7112: a first fragment carries the whole TCP header.
+    assert_reason(
+        &b,
+        &v6_frame(
+            g,
+            "2001:db8::1",
+            44,
+            64,
+            &with(frag_more(6, 0), vec![0; 19]),
+        ),
+        Reason::Malformed,
+    );
+    assert_reason(
+        &b,
+        &v6_frame(
+            g,
+            "2001:db8::1",
+            44,
+            64,
+            &with(frag_more(6, 0), vec![0; 20]),
+        ),
+        Reason::Pass,
+    );
+    assert_reason(
+        &b,
+        &v6_frame(g, "2001:db8::1", 44, 64, &with(frag(6, 0), vec![0; 4])),
+        Reason::Pass,
+    );
+    // Nothing but the upper layer after a Fragment header (an overlapping
+    // later fragment could rewrite what follows the first 8 bytes).
+    let hidden = [frag_more(60, 0), ext(58, 0), echo.clone()].concat();
+    assert_reason(
+        &b,
+        &v6_frame(g, "2001:db8::1", 44, 64, &hidden),
+        Reason::Malformed,
+    );
+    let hidden = [frag(60, 0), ext(58, 0), echo].concat();
+    assert_reason(
+        &b,
+        &v6_frame(g, "2001:db8::1", 44, 64, &hidden),
+        Reason::Malformed,
+    );
+}
+
+#[test]
+fn ipv4_tcp_fragments() {
+    let b = binding();
+    let f = |frag: u16, payload: &[u8]| {
+        eth(
+            GW,
+            MAC,
+            0x0800,
+            &ipv4(ip4("192.0.2.10"), ip4("192.0.2.1"), 6, frag, payload),
+        )
+    };
+    // Tiny first fragment (RFC 1858): the TCP header must be in it.
+    assert_reason(&b, &f(0x2000, &[0; 19]), Reason::Malformed);
+    assert_reason(&b, &f(0x2000, &[0; 20]), Reason::Pass);
+    // Unfragmented short TCP is not this rule's business.
+    assert_reason(&b, &f(0x4000, &[0; 8]), Reason::Pass);
+    // A later fragment starting inside the TCP header (offset 8 or 16 bytes).
+    assert_reason(&b, &f(1, &[0; 8]), Reason::Malformed);
+    assert_reason(&b, &f(0x2002, &[0; 8]), Reason::Malformed);
+    assert_reason(&b, &f(3, &[0; 8]), Reason::Pass);
+    // Spoofed sources are still ipv4_spoof first.
+    let spoof = eth(
+        GW,
+        MAC,
+        0x0800,
+        &ipv4(ip4("192.0.2.99"), ip4("192.0.2.1"), 6, 1, &[0; 8]),
+    );
+    assert_reason(&b, &spoof, Reason::Ipv4Spoof);
+}
+
 #[test]
 fn icmpv6_lengths() {
     let b = binding();
@@ -850,14 +1147,21 @@ fn unspecified_source() {
         &v6_frame("::", "ff02::1:ff00:10", 58, 255, &ns),
         Reason::Pass,
     );
-    // The target need not be bound for DAD of a foreign address... the
-    // policy only ties the destination to the target.
+    // DAD only for an address the port may use: a foreign target is nd_spoof
+    // (a VM answering its neighbours' DAD makes their addresses fail).
     let ns_foreign = icmp6(135, 0, &nd_body("2001:db8::abcd:77", &[]));
     assert_reason(
         &b,
         &v6_frame("::", "ff02::1:ffcd:77", 58, 255, &ns_foreign),
-        Reason::Pass,
+        Reason::NdSpoof,
     );
+    // Inside a bound prefix, and the EUI-64 link-local: pass.
+    for t in ["2001:db8:1::1234:5678", "fe80::ff:fe00:1"] {
+        let ns = icmp6(135, 0, &nd_body(t, &[]));
+        let o = ip6(t);
+        let dst = format!("ff02::1:ff{:02x}:{:02x}{:02x}", o[13], o[14], o[15]);
+        assert_reason(&b, &v6_frame("::", &dst, 58, 255, &ns), Reason::Pass);
+    }
     // Wrong destination.
     assert_reason(
         &b,
@@ -1036,10 +1340,35 @@ fn dhcpv6() {
         &v6_frame("fe80::3", "fe80::2", 17, 64, &server),
         Reason::Ipv6Spoof,
     );
-    // Other directions are not server replies.
+    // Recognised by destination port and message type, not the source port.
     assert_reason(
         &b,
-        &v6_frame(LL, "fe80::2", 17, 64, &udp(547, 547, &[])),
+        &v6_frame(LL, "fe80::2", 17, 64, &udp(40000, 546, &[2, 0, 0, 0])),
+        Reason::DhcpServer,
+    );
+    for ty in [2u8, 7, 10, 12, 13, 15, 0, 255] {
+        assert_reason(
+            &b,
+            &v6_frame(LL, "ff02::1:2", 17, 64, &udp(547, 547, &[ty, 0, 0, 0])),
+            Reason::DhcpServer,
+        );
+    }
+    for ty in [1u8, 3, 4, 5, 6, 8, 9, 11, 20] {
+        assert_reason(
+            &b,
+            &v6_frame(LL, "ff02::1:2", 17, 1, &udp(546, 547, &[ty, 0, 0, 0])),
+            Reason::Pass,
+        );
+    }
+    // Truncated DHCPv6 to 547; a client's ephemeral source port 546 is fine.
+    assert_reason(
+        &b,
+        &v6_frame(LL, "ff02::1:2", 17, 1, &udp(546, 547, &[1, 0, 0])),
+        Reason::Malformed,
+    );
+    assert_reason(
+        &b,
+        &v6_frame(LL, "fe80::2", 17, 64, &udp(546, 53, &[])),
         Reason::Pass,
     );
     b.allow_dhcp_server = true;

@@ -71,7 +71,7 @@ pub fn show_events(lab: &mut Lab, how: Events) {
 
 // The names of `filter_common::Reason::DROPS`, copied: xtask does not depend on
 // the workspace crates (it builds them), so it cannot use the list itself.
-const REASONS: [&str; 14] = [
+const REASONS: [&str; 15] = [
     "unbound_port",
     "mac_spoof",
     "vlan",
@@ -86,6 +86,7 @@ const REASONS: [&str; 14] = [
     "bcast_limit",
     "mcast_limit",
     "arp_limit",
+    "dhcp_spoof",
 ];
 
 /// At most 3 events per reason, then how many more of each.
