@@ -8,6 +8,7 @@ pub mod binding;
 pub mod bpffs;
 pub mod daemon;
 pub mod events;
+pub mod fleet;
 pub mod iface;
 pub mod metrics;
 pub mod model;
