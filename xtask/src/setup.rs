@@ -41,13 +41,19 @@ const TOOLS: &[(&str, &str)] = &[
     ("yersinia", "yersinia"),
     ("hping3", "hping3"),
     ("trafgen", "netsniff-ng"),
-    ("/usr/lib/python3/dist-packages/scapy/__init__.py", "python3-scapy"),
+    (
+        "/usr/lib/python3/dist-packages/scapy/__init__.py",
+        "python3-scapy",
+    ),
     // The fleet: a real etcd, TLS material, and what etcd-client's build needs.
     ("etcd", "etcd-server"),
     ("etcdctl", "etcd-client"),
     ("openssl", "openssl"),
     ("protoc", "protobuf-compiler"),
-    ("/usr/include/google/protobuf/descriptor.proto", "libprotobuf-dev"),
+    (
+        "/usr/include/google/protobuf/descriptor.proto",
+        "libprotobuf-dev",
+    ),
 ];
 
 /// How to treat steps that need root when we are not root.

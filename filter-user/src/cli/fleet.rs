@@ -183,17 +183,26 @@ fn put_value(p: &PutArgs) -> Result<String> {
     Ok(value::to_value(&spec).to_string())
 }
 
-async fn put(mut c: Client, p: &PutArgs, v: String) -> Result<()> {
+async fn put(c: Client, p: &PutArgs, v: String) -> Result<()> {
     let key = keys::port_key(&p.host, &p.id);
-    let r = store::timed(&format!("writing {key}"), c.put(key.as_str(), v, None)).await?;
+    let r = store::call(&format!("writing {key}"), || {
+        let (mut c, v) = (c.clone(), v.clone());
+        let key = key.clone();
+        async move { c.put(key, v, None).await }
+    })
+    .await?;
     let rev = r.header().map(|h| h.revision()).unwrap_or(0);
     println!("put {key} (mod revision {rev})");
     Ok(())
 }
 
-async fn delete(mut c: Client, host: &str, id: &str) -> Result<()> {
+async fn delete(c: Client, host: &str, id: &str) -> Result<()> {
     let key = keys::port_key(host, id);
-    let r = store::timed(&format!("deleting {key}"), c.delete(key.as_str(), None)).await?;
+    let r = store::call(&format!("deleting {key}"), || {
+        let (mut c, key) = (c.clone(), key.clone());
+        async move { c.delete(key, None).await }
+    })
+    .await?;
     if r.deleted() == 0 {
         bail!("no binding {key}");
     }

@@ -574,11 +574,13 @@ impl Agent {
         let Some(id) = self.lease else {
             return;
         };
-        let mut c = self.client.clone();
-        let r = store::timed("renewing the status lease", async {
-            let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
-            keeper.keep_alive().await?;
-            stream.message().await
+        let r = store::call("renewing the status lease", || {
+            let mut c = self.client.clone();
+            async move {
+                let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
+                keeper.keep_alive().await?;
+                stream.message().await
+            }
         })
         .await;
         match r {
@@ -623,6 +625,11 @@ impl Agent {
         }
         let r = self.write_status().await;
         if let Err(e) = &r {
+            if e.to_string().contains("lease not found") {
+                // Expired while we could not renew it: a new lease next time.
+                self.lease = None;
+                self.agent_written = None;
+            }
             self.store_error(&e.to_string());
         }
         r
@@ -665,9 +672,12 @@ impl Agent {
         let agent_changed = self.agent_written.as_ref() != Some(&agent);
         if agent_changed {
             if self.lease.is_none() {
-                let mut c = self.client.clone();
                 let ttl = self.o.lease_ttl;
-                let g = store::timed("granting the status lease", c.lease_grant(ttl, None)).await?;
+                let g = store::call("granting the status lease", || {
+                    let mut c = self.client.clone();
+                    async move { c.lease_grant(ttl, None).await }
+                })
+                .await?;
                 self.lease = Some(g.id());
             }
             let mut v = serde_json::to_value(&agent).expect("serializable");

@@ -12,7 +12,7 @@ use crate::{
     audit::{one_line, AuditLog},
     binding::attach_mode_name,
     iface::{self, IfaceError},
-    pinned::PortInfo,
+    pinned::{Pinned, PortInfo},
     state::{self, Kind, PlanOptions, PortSpec, State},
 };
 
@@ -72,6 +72,9 @@ pub enum Scope<'a> {
 pub struct Host {
     pin_dir: PathBuf,
     audit: AuditLog,
+    /// Opened once (loading the object and opening every map costs tens of
+    /// ms): dropped after a failed step, so the next one opens afresh.
+    pinned: Option<Pinned>,
     /// Ports changed in the kernel so far (each is one or more map writes).
     pub changes: u64,
 }
@@ -79,10 +82,11 @@ pub struct Host {
 impl Host {
     /// Creates the pin directory and maps if needed.
     pub fn open(pin_dir: &Path, audit_log: &Path) -> Result<Host, ConvergeError> {
-        let _ = state::open_locked(pin_dir).map_err(cerr)?;
+        let (p, _lock) = state::open_locked(pin_dir).map_err(cerr)?;
         Ok(Host {
             pin_dir: pin_dir.to_path_buf(),
             audit: AuditLog::new(audit_log),
+            pinned: Some(p),
             changes: 0,
         })
     }
@@ -92,6 +96,24 @@ impl Host {
     /// port's outcome by interface name.
     pub fn sync(
         &mut self,
+        desired: &[&PortSpec],
+        scope: Scope,
+    ) -> Result<BTreeMap<String, PortOutcome>, ConvergeError> {
+        let _lock = state::lock(&self.pin_dir).map_err(cerr)?;
+        let mut p = match self.pinned.take() {
+            Some(p) => p,
+            None => Pinned::open(&self.pin_dir).map_err(cerr)?,
+        };
+        let r = self.sync_with(&mut p, desired, scope);
+        if r.is_ok() {
+            self.pinned = Some(p);
+        }
+        r
+    }
+
+    fn sync_with(
+        &mut self,
+        p: &mut Pinned,
         desired: &[&PortSpec],
         scope: Scope,
     ) -> Result<BTreeMap<String, PortOutcome>, ConvergeError> {
@@ -107,7 +129,6 @@ impl Host {
                 }
             }
         }
-        let (mut p, _lock) = state::open_locked(&self.pin_dir).map_err(cerr)?;
         let current: Vec<PortInfo> = match scope {
             Scope::All => p.ports().map_err(cerr)?,
             Scope::Only(extra) => {
@@ -137,7 +158,7 @@ impl Host {
         let audit = &self.audit;
         let mut changes = 0;
         // Per-port failures are reported per port; the step itself goes on.
-        let _ = state::apply(&mut p, &plan, &mut |o| {
+        let _ = state::apply(p, &plan, &mut |o| {
             changes += 1;
             let mut e = o.audit_entry();
             e.command = "agent".into();

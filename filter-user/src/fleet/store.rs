@@ -43,20 +43,44 @@ impl StoreError {
     }
 }
 
-/// Per-request deadline for unary calls (watches have none).
+/// Deadline for a unary call, retries included (watches have none once created).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn timed<T>(
-    what: &str,
-    f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(CALL_TIMEOUT, f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(source)) => Err(StoreError::Etcd {
-            what: what.to_string(),
-            source,
-        }),
-        Err(_) => Err(StoreError::Timeout(what.to_string())),
+/// A member that is down refuses connections and one without a leader
+/// answers Unavailable: another member (or a moment later) may answer.
+fn transient(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) => true,
+        // gRPC UNAVAILABLE (tonic is not re-exported by etcd-client).
+        etcd_client::Error::GRpcStatus(s) => s.code() as i32 == 14,
+        _ => false,
+    }
+}
+
+/// Runs `f` until it succeeds, fails for good, or [`CALL_TIMEOUT`] passes;
+/// transient failures are retried after 50-400 ms.
+pub async fn call<T, F, Fut>(what: &str, mut f: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match tokio::time::timeout_at(deadline, f()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(source)) => {
+                if !transient(&source) || tokio::time::Instant::now() + pause >= deadline {
+                    return Err(StoreError::Etcd {
+                        what: what.to_string(),
+                        source,
+                    });
+                }
+            }
+            Err(_) => return Err(StoreError::Timeout(what.to_string())),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(400));
     }
 }
 
@@ -133,7 +157,7 @@ pub struct Listing {
 /// the first (a consistent snapshot however large: one unpaged response of
 /// a big host would exceed gRPC's 4 MiB message limit).
 pub async fn list(client: &Client, prefix: &str, page: i64) -> Result<Listing, StoreError> {
-    let mut kv = client.kv_client();
+    let kv = client.kv_client();
     let end = prefix_end(prefix);
     let mut from = prefix.as_bytes().to_vec();
     let mut out = Listing::default();
@@ -142,7 +166,11 @@ pub async fn list(client: &Client, prefix: &str, page: i64) -> Result<Listing, S
         if out.revision > 0 {
             o = o.with_revision(out.revision);
         }
-        let mut r = timed(&format!("listing {prefix}"), kv.get(from.clone(), Some(o))).await?;
+        let mut r = call(&format!("listing {prefix}"), || {
+            let (mut kv, from, o) = (kv.clone(), from.clone(), o.clone());
+            async move { kv.get(from, Some(o)).await }
+        })
+        .await?;
         if out.revision == 0 {
             out.revision = r.header().map(|h| h.revision()).unwrap_or(0);
         }
@@ -172,13 +200,17 @@ pub async fn watch(
     prefix: &str,
     start_revision: i64,
 ) -> Result<WatchStream, StoreError> {
-    let mut w = client.watch_client();
+    let w = client.watch_client();
     let o = WatchOptions::new()
         .with_range(prefix_end(prefix))
         .with_start_revision(start_revision)
         .with_prev_key()
         .with_progress_notify();
-    timed(&format!("watching {prefix}"), w.watch(prefix, Some(o))).await
+    call(&format!("watching {prefix}"), || {
+        let (mut w, o) = (w.clone(), o.clone());
+        async move { w.watch(prefix, Some(o)).await }
+    })
+    .await
 }
 
 /// One write of a batch.
@@ -197,7 +229,7 @@ pub const MAX_TXN_OPS: usize = 128;
 
 /// Applies `writes` in transactions of at most [`MAX_TXN_OPS`] operations.
 pub async fn write_batch(client: &Client, writes: &[Write]) -> Result<(), StoreError> {
-    let mut kv = client.kv_client();
+    let kv = client.kv_client();
     for chunk in writes.chunks(MAX_TXN_OPS) {
         let ops: Vec<TxnOp> = chunk
             .iter()
@@ -210,7 +242,11 @@ pub async fn write_batch(client: &Client, writes: &[Write]) -> Result<(), StoreE
                 Write::Delete(k) => TxnOp::delete(k.as_str(), None),
             })
             .collect();
-        timed("writing status", kv.txn(Txn::new().and_then(ops))).await?;
+        call("writing status", || {
+            let (mut kv, ops) = (kv.clone(), ops.clone());
+            async move { kv.txn(Txn::new().and_then(ops)).await }
+        })
+        .await?;
     }
     Ok(())
 }
