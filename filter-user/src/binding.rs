@@ -32,7 +32,7 @@ pub const DEFAULT_EVENTS: Limit = Limit {
 
 pub const MAX_TENANT_LEN: usize = 31;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
     /// Frames per second; 0 = unlimited.
     pub pps: u32,
@@ -114,8 +114,23 @@ pub enum BindingError {
     NotUnicast(String),
 }
 
-/// Everything `bind` can express about one port.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+impl BindingError {
+    /// The [`crate::spec::PortSpec`] field the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            BindingError::TenantTooLong(_) | BindingError::TenantControl(_) => "tenant",
+            BindingError::TooManyEthertypes(_) => "allow_ethertype",
+            BindingError::TooManyVlans(_) => "allow_vlan",
+            BindingError::Duplicate(_) => "ips",
+            BindingError::NotUnicast(_) => "mac",
+        }
+    }
+}
+
+/// Everything `bind` can express about one port, resolved and checked: what
+/// the data path is programmed from. Operators spell it as a
+/// [`crate::spec::PortSpec`] (`Binding::try_from(&spec)`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Binding {
     pub mac: Mac,
     /// Addresses and prefixes, IPv4 and IPv6 mixed, sorted and unique.

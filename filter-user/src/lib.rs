@@ -16,6 +16,7 @@ pub mod parse;
 pub mod pcap;
 pub mod pinned;
 pub mod report;
+pub mod spec;
 pub mod state;
 pub mod testrun;
 

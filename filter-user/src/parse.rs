@@ -92,8 +92,23 @@ impl Serialize for Mac {
 
 impl<'de> Deserialize<'de> for Mac {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Mac, D::Error> {
-        let s = String::deserialize(d)?;
-        Mac::parse_unicast(&s).map_err(serde::de::Error::custom)
+        d.deserialize_str(StrVisitor("a MAC address like 02:00:00:00:00:01", |s| {
+            Mac::parse_unicast(s)
+        }))
+    }
+}
+
+/// Parses a string inside the visitor, so that a TOML error carries the span
+/// of the offending value itself (one element of an array, say).
+struct StrVisitor<T>(&'static str, fn(&str) -> Result<T, ParseError>);
+
+impl<T> serde::de::Visitor<'_> for StrVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<T, E> {
+        (self.1)(s).map_err(E::custom)
     }
 }
 
@@ -206,8 +221,7 @@ impl Serialize for IpNet {
 
 impl<'de> Deserialize<'de> for IpNet {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        d.deserialize_str(StrVisitor("an address or prefix", str::parse))
     }
 }
 

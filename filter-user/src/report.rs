@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use crate::{
     binding::attach_mode_name,
     pinned::{Pinned, PortInfo},
+    spec::PortSpec,
 };
 
 pub fn counter(packets: u64, bytes: u64) -> Value {
@@ -46,36 +47,20 @@ pub fn stats_json(info: &PortInfo, s: &PortStats) -> Value {
     })
 }
 
+/// A port record as `show --json` (and the audit log) shows it: the bound
+/// port's [`PortSpec`] plus where it stands in the kernel.
 pub fn show_json(info: &PortInfo) -> Value {
     let attached = attach_mode_name(info.attach_mode);
-    let mut v = json!({
-        "iface": info.ifname,
-        "ifindex": info.ifindex,
-        "tenant": info.tenant,
-        "bound": info.binding.is_some(),
-        "attached": attached.is_some(),
-        "attach_mode": attached,
-        "mac": Value::Null,
-        "ips": [],
-        "mode": mode_name(info),
-    });
-    if let Some(b) = &info.binding {
-        v["mac"] = json!(b.mac.to_string());
-        v["ips"] = json!(b.ips.iter().map(|n| n.to_string()).collect::<Vec<_>>());
-        v["broadcast_pps"] = json!(b.broadcast.pps);
-        v["broadcast_burst"] = json!(b.broadcast.burst);
-        v["multicast_pps"] = json!(b.multicast.pps);
-        v["multicast_burst"] = json!(b.multicast.burst);
-        v["arp_pps"] = json!(b.arp.pps);
-        v["arp_burst"] = json!(b.arp.burst);
-        v["allow_dhcp_server"] = json!(b.allow_dhcp_server);
-        v["allow_ethertype"] = json!(b
-            .ethertypes
-            .iter()
-            .map(|e| format!("0x{e:04x}"))
-            .collect::<Vec<_>>());
-        v["allow_vlan"] = json!(b.vlans);
-    }
+    let mut v = match &info.binding {
+        Some(b) => PortSpec::from_binding(&info.ifname, b).to_json(),
+        None => json!({ "iface": info.ifname, "mac": Value::Null, "ips": [] }),
+    };
+    v["ifindex"] = json!(info.ifindex);
+    v["tenant"] = json!(info.tenant);
+    v["bound"] = json!(info.binding.is_some());
+    v["attached"] = json!(attached.is_some());
+    v["attach_mode"] = json!(attached);
+    v["mode"] = json!(mode_name(info));
     v
 }
 

@@ -38,6 +38,7 @@ use portguard::{
     binding::Binding,
     model::{self, Decision, Outcome},
     pinned::{remove_pin_dir, Pinned},
+    spec::PortSpec,
     testrun::run_frame,
 };
 
@@ -68,12 +69,10 @@ impl PortState {
         }
     }
 
-    /// The state for a report: the binding as JSON, or what the record is.
+    /// The state for a report: the port as JSON ([`PortSpec`]), or what the record is.
     pub fn describe(&self) -> String {
         match self {
-            PortState::Bound(b) => {
-                serde_json::to_string(b).unwrap_or_else(|e| format!("{b:?} ({e})"))
-            }
+            PortState::Bound(b) => PortSpec::from_binding(IFNAME, b).to_json().to_string(),
             PortState::NoRecord => "no record (unbound, no binding)".into(),
             PortState::AttachedUnbound => "attached, no binding".into(),
         }

@@ -4,7 +4,7 @@
 //!
 //! `REGRESSIONS` pins single cases: corner cases of the policy, and every
 //! disagreement found so far, with the verdict docs/policy.md gives.
-use portguard::{binding::Binding, model, Reason};
+use portguard::{binding::Binding, model, spec::PortSpec, Reason};
 use portguard_tests::difftest::{self, unhex, Harness, PortState};
 use serde_json::{json, Value};
 
@@ -36,26 +36,21 @@ fn differential_100k_frames() {
     assert!(r.states >= 50, "{} port states", r.states);
 }
 
-/// A binding from a partial JSON object (fields not given: defaults with
-/// rate limits off, as in the differential run).
+/// A binding from a partial [`PortSpec`] JSON object (fields not given:
+/// defaults with rate limits off, as in the differential run).
 fn binding(partial: &Value) -> Binding {
-    let mut b = json!({
+    let mut p = json!({
+        "iface": difftest::IFNAME,
         "mac": "02:00:00:00:00:01",
-        "ips": [],
-        "tenant": "",
-        "mode": "enforce",
-        "broadcast": {"pps": 0, "burst": 0},
-        "multicast": {"pps": 0, "burst": 0},
-        "arp": {"pps": 0, "burst": 0},
-        "allow_dhcp_server": false,
-        "ethertypes": [],
-        "vlans": []
+        "broadcast_pps": 0, "broadcast_burst": 0,
+        "multicast_pps": 0, "multicast_burst": 0,
+        "arp_pps": 0, "arp_burst": 0,
     });
-    for (k, v) in partial.as_object().expect("binding object") {
-        b[k] = v.clone();
+    for (k, v) in partial.as_object().expect("port object") {
+        p[k] = v.clone();
     }
-    let b: Binding = serde_json::from_value(b).expect("binding JSON");
-    b.normalize().expect("valid binding")
+    let p: PortSpec = serde_json::from_value(p).expect("port JSON");
+    Binding::try_from(&p).expect("valid binding")
 }
 
 /// (frame hex, binding as partial JSON or "" for no record, verdict by
@@ -155,28 +150,28 @@ const REGRESSIONS: &[Regression] = &[
     ),
     (
         "02aa000000fe02000000000181000ffe0800450000140001000040060000c0000201c0000201",
-        r#"{"ips": ["192.0.2.1"], "vlans": [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,4094]}"#,
+        r#"{"ips": ["192.0.2.1"], "allow_vlan": [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,4094]}"#,
         "pass",
         "VID 4094, the 16th entry of a full VLAN list",
         None,
     ),
     (
         "02aa000000fe02000000000181000ffd0800450000140001000040060000c0000201c0000201",
-        r#"{"ips": ["192.0.2.1"], "vlans": [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,4094]}"#,
+        r#"{"ips": ["192.0.2.1"], "allow_vlan": [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,4094]}"#,
         "vlan",
         "VID 4093, not in a full VLAN list",
         None,
     ),
     (
         "02aa000000fe020000000001900000000000",
-        r#"{"ethertypes": [2114, 32821, 34825, 35001, 35002, 35020, 35045, 36864]}"#,
+        r#"{"allow_ethertype": [2114, 32821, 34825, 35001, 35002, 35020, 35045, 36864]}"#,
         "pass",
         "EtherType 0x9000, the 8th entry of a full list",
         None,
     ),
     (
         "02aa000000fe020000000001900100000000",
-        r#"{"ethertypes": [2114, 32821, 34825, 35001, 35002, 35020, 35045, 36864]}"#,
+        r#"{"allow_ethertype": [2114, 32821, 34825, 35001, 35002, 35020, 35045, 36864]}"#,
         "ethertype",
         "EtherType 0x9001, not in a full list",
         None,

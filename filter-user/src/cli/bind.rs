@@ -1,10 +1,11 @@
 use anyhow::{Context, Result};
 use portguard::{
     audit::{audited, port_json, AuditEntry, AuditLog},
-    binding::{Binding, Limit, Mode, DEFAULT_ARP, DEFAULT_BROADCAST, DEFAULT_MULTICAST},
+    binding::{Binding, Mode},
     iface,
     parse::{parse_ethertype, parse_vlan, IpNet, Mac},
     pinned::Pinned,
+    spec::PortSpec,
 };
 
 #[derive(clap::Args)]
@@ -49,34 +50,42 @@ pub struct Args {
 }
 
 impl Args {
+    /// The port the flags describe (each value checked, the whole not yet).
+    pub fn spec(&self) -> Result<PortSpec> {
+        Ok(PortSpec {
+            iface: self.iface.clone(),
+            mac: Mac::parse_unicast(&self.mac)?,
+            ips: self
+                .ips
+                .iter()
+                .map(|s| s.parse::<IpNet>())
+                .collect::<Result<_, _>>()?,
+            tenant: self.tenant.clone(),
+            mode: self.mode,
+            attach: None,
+            broadcast_pps: self.broadcast_pps,
+            broadcast_burst: self.broadcast_burst,
+            multicast_pps: self.multicast_pps,
+            multicast_burst: self.multicast_burst,
+            arp_pps: self.arp_pps,
+            arp_burst: self.arp_burst,
+            allow_dhcp_server: self.allow_dhcp_server,
+            allow_ethertype: self
+                .ethertypes
+                .iter()
+                .map(|s| parse_ethertype(s))
+                .collect::<Result<_, _>>()?,
+            allow_vlan: self
+                .vlans
+                .iter()
+                .map(|s| parse_vlan(s))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
     /// Everything the flags say, validated, without touching the kernel.
     pub fn binding(&self) -> Result<Binding> {
-        let mac = Mac::parse_unicast(&self.mac)?;
-        let ips = self
-            .ips
-            .iter()
-            .map(|s| s.parse::<IpNet>())
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut b = Binding::new(mac, ips);
-        b.tenant = self.tenant.clone();
-        b.mode = self.mode;
-        b.broadcast =
-            Limit::from_settings(self.broadcast_pps, self.broadcast_burst, DEFAULT_BROADCAST);
-        b.multicast =
-            Limit::from_settings(self.multicast_pps, self.multicast_burst, DEFAULT_MULTICAST);
-        b.arp = Limit::from_settings(self.arp_pps, self.arp_burst, DEFAULT_ARP);
-        b.allow_dhcp_server = self.allow_dhcp_server;
-        b.ethertypes = self
-            .ethertypes
-            .iter()
-            .map(|s| parse_ethertype(s))
-            .collect::<Result<_, _>>()?;
-        b.vlans = self
-            .vlans
-            .iter()
-            .map(|s| parse_vlan(s))
-            .collect::<Result<_, _>>()?;
-        Ok(b.normalize()?)
+        Ok(Binding::try_from(&self.spec()?)?)
     }
 }
 

@@ -25,7 +25,7 @@ use super::{
     store::{self, StoreConfig, StoreError, Write},
     value,
 };
-use crate::{iface, state, state::PortSpec};
+use crate::{iface, state, state::Port};
 
 /// Everything `portguard agent` is told.
 #[derive(Clone, Debug)]
@@ -89,14 +89,14 @@ fn now() -> String {
 struct Entry {
     mod_revision: i64,
     key: String,
-    spec: Result<PortSpec, String>,
+    spec: Result<Port, String>,
     /// For an invalid value: the last valid one, which stays enforced
     /// (an orchestrator's typo does not unbind a running VM).
-    last_good: Option<PortSpec>,
+    last_good: Option<Port>,
 }
 
 impl Entry {
-    fn effective(&self) -> Option<&PortSpec> {
+    fn effective(&self) -> Option<&Port> {
         self.spec.as_ref().ok().or(self.last_good.as_ref())
     }
 }
@@ -319,7 +319,7 @@ impl Agent {
     /// must be in `extra` for the record to go, or `scope` is All).
     fn converge(&mut self, ids: &BTreeSet<String>, scope: Scope) {
         let owners = self.owners();
-        let mut specs: Vec<(&str, &PortSpec)> = Vec::new();
+        let mut specs: Vec<(&str, &Port)> = Vec::new();
         let mut new_status: BTreeMap<String, PortStatus> = BTreeMap::new();
         for id in ids {
             let Some(e) = self.desired.get(id) else {
@@ -350,7 +350,7 @@ impl Agent {
                 }
             }
         }
-        let only: Vec<&PortSpec> = specs.iter().map(|(_, s)| *s).collect();
+        let only: Vec<&Port> = specs.iter().map(|(_, s)| *s).collect();
         let result = self.host.sync(&only, scope);
         for (id, s) in &specs {
             let e = &self.desired[*id];

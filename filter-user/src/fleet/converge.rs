@@ -13,7 +13,7 @@ use crate::{
     binding::attach_mode_name,
     iface::{self, IfaceError},
     pinned::{Pinned, PortInfo},
-    state::{self, Kind, PlanOptions, PortSpec, State},
+    state::{self, Kind, PlanOptions, Port, State},
 };
 
 /// Where a port is, as its status key reports it.
@@ -96,7 +96,7 @@ impl Host {
     /// port's outcome by interface name.
     pub fn sync(
         &mut self,
-        desired: &[&PortSpec],
+        desired: &[&Port],
         scope: Scope,
     ) -> Result<BTreeMap<String, PortOutcome>, ConvergeError> {
         let _lock = state::lock(&self.pin_dir).map_err(cerr)?;
@@ -114,7 +114,7 @@ impl Host {
     fn sync_with(
         &mut self,
         p: &mut Pinned,
-        desired: &[&PortSpec],
+        desired: &[&Port],
         scope: Scope,
     ) -> Result<BTreeMap<String, PortOutcome>, ConvergeError> {
         let mut out = BTreeMap::new();
@@ -201,7 +201,7 @@ impl Host {
     /// Applies a state file without removing anything (the fail-static
     /// snapshot at start while the store is unreachable). Returns the ports changed.
     pub fn apply_snapshot(&mut self, st: &State) -> Result<u64, ConvergeError> {
-        let specs: Vec<&PortSpec> = st.ports.iter().collect();
+        let specs: Vec<&Port> = st.ports.iter().collect();
         let before = self.changes;
         self.sync(&specs, Scope::Only(&[]))?;
         Ok(self.changes - before)

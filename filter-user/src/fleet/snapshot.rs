@@ -8,7 +8,7 @@ use std::{
 };
 
 use super::value::state_file_json;
-use crate::state::PortSpec;
+use crate::state::Port;
 
 #[derive(Debug, thiserror::Error)]
 #[error("writing snapshot {path}: {source}")]
@@ -21,7 +21,7 @@ pub struct SnapshotError {
 /// Replaces `path` atomically (temp file, fsync, rename, fsync of the directory).
 pub fn write<'a>(
     path: &Path,
-    ports: impl IntoIterator<Item = &'a PortSpec>,
+    ports: impl IntoIterator<Item = &'a Port>,
 ) -> Result<(), SnapshotError> {
     let err = |source| SnapshotError {
         path: path.to_path_buf(),

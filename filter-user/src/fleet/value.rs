@@ -2,9 +2,9 @@
 //! `{"schema":1,"iface":"vm1","mac":"02:00:00:00:00:01","ips":["192.0.2.11"]}`.
 //! Parsed by the state-file parser itself, so a value is valid exactly when
 //! the same port would be valid in `portguard apply -f`.
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::state::{self, binding_json, Format, PortSpec};
+use crate::state::{self, Format, Port};
 
 /// The only value schema this agent understands.
 pub const SCHEMA: u64 = 1;
@@ -15,7 +15,7 @@ pub const SCHEMA: u64 = 1;
 pub struct ValueError(pub String);
 
 /// Parses and validates the value stored under `key`.
-pub fn parse(key: &str, value: &[u8]) -> Result<PortSpec, ValueError> {
+pub fn parse(key: &str, value: &[u8]) -> Result<Port, ValueError> {
     let err = |m: String| ValueError(format!("{key}: {m}"));
     let v: Value =
         serde_json::from_slice(value).map_err(|e| err(format!("not valid JSON: {e}")))?;
@@ -47,18 +47,12 @@ pub fn parse(key: &str, value: &[u8]) -> Result<PortSpec, ValueError> {
 }
 
 /// A port as the state file spells it (no schema): also the snapshot's entries.
-pub fn spec_json(spec: &PortSpec) -> Value {
-    let mut m = Map::new();
-    m.insert("iface".into(), json!(spec.iface));
-    if let Value::Object(b) = binding_json(&spec.binding) {
-        m.extend(b);
-    }
-    m.insert("attach".into(), json!(spec.attach));
-    Value::Object(m)
+pub fn spec_json(port: &Port) -> Value {
+    serde_json::to_value(port.spec()).expect("a PortSpec serializes")
 }
 
 /// The value to store for `spec`.
-pub fn to_value(spec: &PortSpec) -> Value {
+pub fn to_value(spec: &Port) -> Value {
     let mut v = spec_json(spec);
     v["schema"] = json!(SCHEMA);
     v
@@ -66,7 +60,7 @@ pub fn to_value(spec: &PortSpec) -> Value {
 
 /// A state file (`{"port":[...]}`) holding `ports`: what `apply -f` and
 /// `daemon --config` read.
-pub fn state_file_json<'a>(ports: impl IntoIterator<Item = &'a PortSpec>) -> Value {
+pub fn state_file_json<'a>(ports: impl IntoIterator<Item = &'a Port>) -> Value {
     json!({ "port": ports.into_iter().map(spec_json).collect::<Vec<_>>() })
 }
 

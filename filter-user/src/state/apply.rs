@@ -1,0 +1,153 @@
+//! Carrying a [`Plan`] out, step by step, under the pin-dir lock.
+use std::{fs::File, os::fd::AsRawFd, path::Path};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use super::{Plan, PortPlan, Step};
+use crate::{
+    attach::{self, remove_pin, RequestedMode},
+    audit::{one_line, port_json, AuditEntry},
+    pinned::Pinned,
+};
+
+/// What happened to one port.
+#[derive(Debug)]
+pub struct Outcome<'a> {
+    pub plan: &'a PortPlan,
+    /// The port record before and after (`show --json` shape; None = no record).
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub result: std::result::Result<(), String>,
+}
+
+impl Outcome<'_> {
+    /// The audit-log entry of this change (`command` = "apply").
+    pub fn audit_entry(&self) -> AuditEntry {
+        let mut e = AuditEntry::new("apply", Some(&self.plan.iface));
+        e.before = self.before.clone();
+        e.after = self.after.clone();
+        e.result = self.result.clone();
+        e
+    }
+}
+
+/// Carries out `plan` port by port, each port's steps in order (see
+/// [`Step`]). Unchanged ports are not touched at all. A port that fails is
+/// reported and the others still converge; the result is an error when any
+/// port failed. `each` sees every port that changed (or failed to), right
+/// after it did. Returns the number of ports changed.
+pub fn apply(p: &mut Pinned, plan: &Plan, each: &mut dyn FnMut(&Outcome)) -> Result<usize> {
+    let mut failed = Vec::new();
+    let mut changed = 0;
+    for pp in plan.ports.iter().filter(|pp| !pp.is_noop()) {
+        let o = apply_port(p, pp);
+        match &o.result {
+            Err(e) => failed.push(format!("{}: {e}", pp.iface)),
+            Ok(()) => changed += 1,
+        }
+        each(&o);
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} of {} port change(s) failed: {}",
+            failed.len(),
+            failed.len() + changed,
+            failed.join("; ")
+        );
+    }
+    Ok(changed)
+}
+
+/// Carries out one port's steps, recording its record before and after.
+/// The caller holds the pin-dir [`lock`] (as [`open_locked`] gives it).
+pub fn apply_port<'a>(p: &mut Pinned, pp: &'a PortPlan) -> Outcome<'a> {
+    let before = port_json(p, pp.ifindex);
+    let result = pp
+        .steps
+        .iter()
+        .try_for_each(|s| run_step(p, pp, s))
+        .map_err(|e| one_line(&e));
+    let after = port_json(p, pp.ifindex);
+    Outcome {
+        plan: pp,
+        before,
+        after,
+        result,
+    }
+}
+
+fn remove_links(p: &Pinned, iface: &str) -> Result<()> {
+    remove_pin(&p.link_path(iface))?;
+    remove_pin(&attach::tc_link_path(p, iface))
+}
+
+fn run_step(p: &mut Pinned, pp: &PortPlan, step: &Step) -> Result<()> {
+    let iface = pp.iface.as_str();
+    match step {
+        Step::Bind(b) | Step::Rebind { binding: b, .. } => {
+            p.bind(pp.ifindex, iface, b)
+                .with_context(|| format!("binding {iface}"))?;
+        }
+        Step::ReplaceSeveredLink => remove_links(p, iface)?,
+        Step::Attach { reattach } => {
+            if let Err(e) = attach::attach(p, iface, RequestedMode::Auto) {
+                // attach() records the port as attached before it tries; a bound
+                // port that ends up without a link must not claim to be attached.
+                if !reattach && !p.link_path(iface).exists() {
+                    let _ = p.mark_detached(pp.ifindex);
+                }
+                return Err(e.context(format!("attaching {iface}")));
+            }
+        }
+        // An attached port without binding drops everything until detached.
+        Step::Unbind => {
+            p.unbind(pp.ifindex)
+                .with_context(|| format!("unbinding {iface}"))?;
+        }
+        Step::Detach { remove_link } => detach(p, pp, *remove_link)?,
+        Step::RemoveStale {
+            detach: was_attached,
+            remove_link,
+        } => {
+            p.unbind(pp.ifindex)
+                .with_context(|| format!("unbinding {iface}"))?;
+            if *was_attached {
+                detach(p, pp, *remove_link)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// By ifindex, not by name: the name may belong to a new interface by now.
+fn detach(p: &mut Pinned, pp: &PortPlan, remove_link: bool) -> Result<()> {
+    if remove_link {
+        remove_links(p, &pp.iface)?;
+    }
+    p.mark_detached(pp.ifindex)
+        .with_context(|| format!("detaching {}", pp.iface))
+}
+
+/// An exclusive lock on the pin directory, so that two `apply`s (or an
+/// `apply` and the daemon) do not interleave. Released when dropped.
+pub fn lock(pin_dir: &Path) -> Result<File> {
+    let f = File::open(pin_dir)
+        .with_context(|| format!("cannot open {} for locking", pin_dir.display()))?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot lock {}", pin_dir.display()));
+    }
+    Ok(f)
+}
+
+/// Opens the pinned state under the [`lock`] (taken before the maps are
+/// opened, so that two first-time `apply`s do not race to create them).
+pub fn open_locked(pin_dir: &Path) -> Result<(Pinned, File)> {
+    crate::bpffs::ensure(pin_dir)?;
+    std::fs::create_dir_all(pin_dir)
+        .with_context(|| format!("cannot create pin directory {}", pin_dir.display()))?;
+    let l = lock(pin_dir)?;
+    Ok((Pinned::open(pin_dir)?, l))
+}
