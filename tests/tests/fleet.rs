@@ -737,3 +737,47 @@ fn agent_killed_mid_apply_converges_on_restart_and_nothing_spoofed_passes() {
     assert_eq!(passed, 0, "{passed} of {sent} forged frames passed");
     assert!(legit_delivered(&vm1, &vm2));
 }
+
+#[test]
+fn a_host_rebooted_during_an_outage_enforces_its_snapshot() {
+    tools();
+    let mut cluster = Cluster::start(3, &["hv1"]);
+    let mut h = Host::new(&mut cluster, "hv1", 2);
+    h.start_agent(&cluster);
+    h.put(&cluster, "p1", 1);
+    wait_state(&cluster, &h, "p1", "enforced", 30);
+    let snap = h.tmp.path("snapshot.json");
+    assert!(
+        eventually(10, || std::fs::read_to_string(&snap)
+            .is_ok_and(|s| s.contains("\"vm1\""))),
+        "no snapshot written"
+    );
+    // The snapshot is an ordinary state file.
+    let o = h
+        .lab
+        .pg(&["apply", "--dry-run", "-f", &snap.display().to_string()]);
+    assert!(o.status.success(), "{}", cli::stderr(&o));
+    assert!(cli::stdout(&o).contains("vm1"), "{}", cli::stdout(&o));
+
+    // Outage, then a "reboot": agent gone, every pin (and so the filter) gone.
+    for i in 0..cluster.size() {
+        cluster.kill(i);
+    }
+    h.agent.as_mut().unwrap().kill9();
+    std::fs::remove_dir_all(&h.lab.pin_dir).unwrap();
+    // (Links are released asynchronously once their last reference goes.)
+    assert!(
+        eventually(10, || spoofed_delivered(h.vm(1), h.vm(2), 2) == 2),
+        "still filtered after the pins went"
+    );
+    h.start_agent(&cluster);
+    // (Only once the agent has created the maps: `show` would race it.)
+    assert!(
+        eventually(30, || h.agent_log().contains("applied snapshot")),
+        "snapshot not applied while the store is down:\n{}",
+        h.agent_log()
+    );
+    assert!(h.bound("vm1") && h.lab.xdp_mode("vm1").is_some());
+    assert_eq!(spoofed_delivered(h.vm(1), h.vm(2), 3), 0);
+    assert!(legit_delivered(h.vm(1), h.vm(2)));
+}
