@@ -55,6 +55,9 @@ pub mod flags {
     pub const HAS_V4_TABLE: u16 = 1 << 5;
     /// The same for IPv6, `V6_ADDRS` and `v6_inline`.
     pub const HAS_V6_TABLE: u16 = 1 << 6;
+    /// Userspace only: attached by a `[[guard]]` pattern (shown as
+    /// guarded-unbound until a binding arrives). The data path ignores it.
+    pub const GUARDED: u16 = 1 << 7;
 }
 
 /// One token bucket's configuration, as a GCRA: a frame conforms when the

@@ -77,7 +77,24 @@ pub fn attach(p: &mut Pinned, ifname: &str, want: RequestedMode) -> Result<Attac
 
     let result = (|| -> Result<Attached> {
         if link_path.exists() {
-            return replace(p, ifname, ifindex, existing_mode);
+            match pinned_link_ifindex(&link_path) {
+                Ok(i) if i == ifindex => return replace(p, ifname, ifindex, existing_mode),
+                // Cannot tell (e.g. no permission to read it back): as before.
+                Err(_) => return replace(p, ifname, ifindex, existing_mode),
+                // The pin holds another interface's live link: that interface
+                // was renamed away from this name; its pins follow it.
+                Ok(i) if i != 0 && iface::name(i).is_some() => {
+                    let to = iface::name(i).unwrap_or_default();
+                    move_pins(p, ifname, &to, i)?;
+                }
+                // Severed: the interface was deleted (and this one created
+                // under its name). bpf_link_update on it fails with ENOLINK;
+                // the dead pins go and the program is attached afresh.
+                Ok(_) => {
+                    remove_pin(&link_path)?;
+                    remove_pin(&tc_link_path(p, ifname))?;
+                }
+            }
         }
         let prog = p.program()?;
         let (id, mode, fallback_reason) = match want {
@@ -135,6 +152,53 @@ pub fn attach(p: &mut Pinned, ifname: &str, want: RequestedMode) -> Result<Attac
         }
     }
     result
+}
+
+/// Moves the pins of the links of `ifindex` from `links/<from>` (and
+/// `links-tc/<from>`) to `<to>` and renames its record: the interface was
+/// renamed from `from` to `to` and stays attached. A severed pin left under
+/// `<to>` is replaced; a live one of another interface is an error.
+pub fn move_pins(p: &mut Pinned, from: &str, to: &str, ifindex: u32) -> Result<()> {
+    for (src, dst) in [
+        (p.link_path(from), p.link_path(to)),
+        (tc_link_path(p, from), tc_link_path(p, to)),
+    ] {
+        match pinned_link_info(&src) {
+            Ok((_, i)) if i == ifindex => {}
+            _ => continue,
+        }
+        if dst.exists() {
+            match pinned_link_info(&dst) {
+                Ok((_, i)) if i != 0 && i != ifindex => bail!(
+                    "cannot move {} to {}: it holds the live link of ifindex {i}",
+                    src.display(),
+                    dst.display()
+                ),
+                _ => remove_pin(&dst)?,
+            }
+        }
+        fs::rename(&src, &dst)
+            .with_context(|| format!("moving {} to {}", src.display(), dst.display()))?;
+    }
+    p.edit_record(ifindex, |c| c.ifname = crate::binding::fixed_str(to))?;
+    Ok(())
+}
+
+/// Removes every record named `ifname` whose interface no longer exists
+/// (deleted, or moved to another namespace): left by an interface that was
+/// deleted and recreated under the same name while nothing watched. Its
+/// binding is not carried over (the name may now be another VM's). Returns
+/// the removed records' ifindexes.
+pub fn remove_stale_records(p: &mut Pinned, ifname: &str) -> Result<Vec<u32>> {
+    let mut gone = Vec::new();
+    for c in p.records()? {
+        let name = crate::binding::str_from_fixed(&c.ifname);
+        if name == ifname && iface::name(c.ifindex).is_none() {
+            p.forget(c.ifindex)?;
+            gone.push(c.ifindex);
+        }
+    }
+    Ok(gone)
 }
 
 /// Hitless upgrade / re-attach: swap the program inside the pinned link.
@@ -292,7 +356,7 @@ pub fn pinned_link_ifindex(path: &Path) -> std::io::Result<u32> {
 
 /// The type and ifindex (0 once its interface is gone) of an XDP or tcx link
 /// pinned at `path`.
-fn pinned_link_info(path: &Path) -> std::io::Result<(u32, u32)> {
+pub fn pinned_link_info(path: &Path) -> std::io::Result<(u32, u32)> {
     use std::os::unix::ffi::OsStrExt;
     const BPF_OBJ_GET: libc::c_long = 7;
     const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;

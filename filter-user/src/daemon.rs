@@ -3,6 +3,11 @@
 //! * applies the file at start, again on SIGHUP and whenever the file changes
 //!   (its mtime, size or inode, polled every second; a rename over it counts);
 //!   an invalid file is rejected as a whole and the current state stays;
+//! * follows rtnetlink link events (RTM_NEWLINK/RTM_DELLINK): a port of the
+//!   file is bound and attached the moment its interface appears, a guarded
+//!   one attached fail-closed, a deleted one's stale record removed (see
+//!   [`crate::lifecycle`]); every link is re-read after lost events and
+//!   every `resync` interval as a safety net;
 //! * serves Prometheus metrics ([`crate::metrics::serve`]) when asked to;
 //! * consumes the drop events into a JSON-lines log rotated by size
 //!   (`FILE`, `FILE.1` ... `FILE.<keep>`), when asked to;
@@ -29,11 +34,16 @@ use tokio::{
 };
 
 use crate::{
-    audit::{one_line, AuditLog},
+    audit::one_line,
     events::{ClockOffset, EventReader, PortNames},
-    iface, metrics,
+    lifecycle::{
+        netlink::NetlinkError,
+        reconcile::{self, Reconciler},
+        LinkEvents, Received,
+    },
+    metrics,
     pinned::Pinned,
-    state::{self, Kind, PlanOptions},
+    state,
 };
 
 /// Everything the daemon is told on its command line.
@@ -50,6 +60,9 @@ pub struct Options {
     pub prune: bool,
     /// How often the config file's mtime is checked.
     pub poll: Duration,
+    /// How often every link is re-read and everything converged, besides
+    /// the link events (a safety net).
+    pub resync: Duration,
 }
 
 fn log(msg: impl AsRef<str>) {
@@ -75,59 +88,24 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-/// The interfaces of a state file and their current ifindex (None: missing).
-/// When this changes (a VM's interface appears, or is deleted and
-/// recreated), the file is applied again.
-pub type Interfaces = Vec<(String, Option<u32>)>;
-
-fn interfaces(st: &state::State) -> Interfaces {
-    st.ports
-        .iter()
-        .map(|p| (p.iface.clone(), iface::index(&p.iface).ok()))
-        .collect()
+/// The daemon's reconciler: changes are audited as `apply`.
+pub fn reconciler(o: &Options) -> Reconciler {
+    Reconciler::new(
+        reconcile::Options {
+            pin_dir: o.pin_dir.clone(),
+            audit_log: o.audit_log.clone(),
+            prune: o.prune,
+            audit_command: "apply".into(),
+        },
+        |m| log(m),
+    )
 }
 
-/// Validates the file, then applies it (under the pin-dir lock), recording
-/// every change in the audit log. Ports whose interface does not exist are
-/// skipped (and applied once it appears). Returns a one-line summary and the
-/// interfaces the file names.
-pub fn apply_file(o: &Options) -> Result<(String, Interfaces)> {
-    let st = state::load(&o.config)?;
-    let ifs = interfaces(&st);
-    let (mut p, _lock) = state::open_locked(&o.pin_dir)?;
-    let plan = state::plan(
-        &p,
-        &st,
-        PlanOptions {
-            prune: o.prune,
-            skip_missing: true,
-        },
-    )?;
-    for pp in &plan.ports {
-        if pp.kind == Kind::Missing {
-            log(pp.describe());
-        }
-    }
-    let audit = AuditLog::new(&o.audit_log);
-    let mut audit_errors = 0;
-    let r = state::apply(&mut p, &plan, &mut |out| {
-        match &out.result {
-            Ok(()) => log(out.plan.describe()),
-            Err(e) => log(format!("{} FAILED: {e}", out.plan.describe())),
-        }
-        if let Err(e) = audit.record(&out.audit_entry()) {
-            audit_errors += 1;
-            log(format!("warning: audit log: {}", one_line(&e)));
-        }
-    });
-    r?;
-    if audit_errors > 0 {
-        anyhow::bail!(
-            "applied, but {audit_errors} change(s) could not be written to the audit log {}",
-            o.audit_log.display()
-        );
-    }
-    Ok((plan.summary(), ifs))
+/// Validates the file, then makes it the reconciler's desired state (which
+/// converges everything). Ports whose interface does not exist are pending
+/// until it appears. Returns a one-line summary.
+pub fn apply_file(o: &Options, rec: &mut Reconciler) -> Result<String> {
+    rec.set_desired(state::load(&o.config)?)
 }
 
 // ------------------------------------------------------------ events log
@@ -342,22 +320,47 @@ pub fn run(o: Options) -> Result<()> {
     rt.block_on(main_loop(o))
 }
 
+/// What the link-event thread hands the main loop.
+type LinkMsg = std::result::Result<Received, NetlinkError>;
+
+/// Forwards link events to the main loop until `stop` (or the loop is gone).
+fn link_thread(
+    mut events: LinkEvents,
+    tx: tokio::sync::mpsc::UnboundedSender<LinkMsg>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let r = events.next(Duration::from_millis(200));
+        let failed = r.is_err();
+        if matches!(r, Ok(Received::Timeout)) {
+            continue;
+        }
+        if tx.send(r).is_err() {
+            return;
+        }
+        if failed {
+            thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
 async fn main_loop(o: Options) -> Result<()> {
     // Signals first, so that a SIGHUP right after start is not fatal.
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
 
+    // Subscribed before the first full sync: a link created in between is
+    // in the sync's dump, or in an event queued meanwhile.
+    let events = LinkEvents::subscribe().context("following link events")?;
+    let mut rec = reconciler(&o);
     let mut last = stamp(&o.config);
-    let mut ifs: Interfaces = match apply_file(&o) {
-        Ok((s, ifs)) => {
-            log(format!("applied {}: {s}", o.config.display()));
-            ifs
-        }
+    match apply_file(&o, &mut rec) {
+        Ok(s) => log(format!("applied {}: {s}", o.config.display())),
         Err(e) => {
             return Err(e.context(format!("initial apply of {}", o.config.display())));
         }
-    };
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut metrics_task = None;
@@ -397,16 +400,26 @@ async fn main_loop(o: Options) -> Result<()> {
         );
     }
 
+    let (link_tx, mut link_rx) = tokio::sync::mpsc::unbounded_channel();
+    let link_stop = Arc::new(AtomicBool::new(false));
+    let link_thread = {
+        let stop = link_stop.clone();
+        thread::Builder::new()
+            .name("links".into())
+            .spawn(move || link_thread(events, link_tx, stop))
+            .context("starting the link-event thread")?
+    };
+
     sd_notify("READY=1");
     let mut tick = tokio::time::interval(o.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let reapply = |why: &str, ifs: &mut Interfaces| {
+    let mut resync_tick = tokio::time::interval(o.resync);
+    resync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    resync_tick.tick().await; // the first tick is immediate: the start just synced
+    let reapply = |why: &str, rec: &mut Reconciler| {
         sd_notify("RELOADING=1");
-        match apply_file(&o) {
-            Ok((s, now)) => {
-                log(format!("{why}: applied {}: {s}", o.config.display()));
-                *ifs = now;
-            }
+        match apply_file(&o, rec) {
+            Ok(s) => log(format!("{why}: applied {}: {s}", o.config.display())),
             Err(e) => log(format!(
                 "{why}: NOT applied, the current state stays: {}",
                 one_line(&e)
@@ -414,12 +427,37 @@ async fn main_loop(o: Options) -> Result<()> {
         }
         sd_notify("READY=1");
     };
+    let resync = |why: &str, rec: &mut Reconciler| {
+        if let Err(e) = rec.resync() {
+            log(format!("{why}: resync: {}", one_line(&e)));
+        }
+    };
     let mut missing_reported = false;
     loop {
         tokio::select! {
+            msg = link_rx.recv() => match msg {
+                Some(Ok(Received::Events(evs))) => {
+                    for ev in &evs {
+                        if let Err(e) = rec.on_event(ev) {
+                            log(format!("{}: {}", ev.link().name, one_line(&e)));
+                        }
+                    }
+                }
+                Some(Ok(Received::Overrun)) => {
+                    log("link events were lost (receive queue overrun): full resync");
+                    resync("overrun", &mut rec);
+                }
+                Some(Ok(Received::Timeout)) => {}
+                Some(Err(e)) => {
+                    log(format!("link events: {e}; full resync"));
+                    resync("link events", &mut rec);
+                }
+                None => anyhow::bail!("the link-event thread stopped"),
+            },
+            _ = resync_tick.tick() => resync("periodic", &mut rec),
             _ = hup.recv() => {
                 last = stamp(&o.config);
-                reapply("SIGHUP", &mut ifs);
+                reapply("SIGHUP", &mut rec);
             }
             _ = tick.tick() => {
                 let now = stamp(&o.config);
@@ -433,9 +471,7 @@ async fn main_loop(o: Options) -> Result<()> {
                 missing_reported = false;
                 if now != last {
                     last = now;
-                    reapply("config changed", &mut ifs);
-                } else if ifs.iter().any(|(n, i)| iface::index(n).ok() != *i) {
-                    reapply("interfaces changed", &mut ifs);
+                    reapply("config changed", &mut rec);
                 }
             }
             _ = term.recv() => { log("SIGTERM: exiting; enforcement stays in place"); break; }
@@ -445,12 +481,14 @@ async fn main_loop(o: Options) -> Result<()> {
     sd_notify("STOPPING=1");
     let _ = stop_tx.send(true);
     events_stop.store(true, Ordering::SeqCst);
+    link_stop.store(true, Ordering::SeqCst);
     if let Some(t) = metrics_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
     if let Some(t) = events_thread {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
+    let _ = tokio::task::spawn_blocking(move || link_thread.join()).await;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod events;
 pub mod fleet;
 pub mod iface;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod parse;

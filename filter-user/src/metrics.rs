@@ -7,7 +7,11 @@
 //! | `portguard_passed_packets_total`, `portguard_passed_bytes_total` | counter | iface, tenant, mode |
 //! | `portguard_dropped_packets_total`, `portguard_dropped_bytes_total` | counter | iface, tenant, reason, mode |
 //! | `portguard_events_sampled_out_total`, `portguard_events_lost_total` | counter | iface, tenant |
-//! | `portguard_bindings`, `portguard_attached_ports` | gauge | - |
+//! | `portguard_bindings`, `portguard_attached_ports`, `portguard_stale_records` | gauge | - |
+//!
+//! A stale record (its interface was deleted or moved away) is counted in
+//! `portguard_stale_records` only: its per-port series would duplicate
+//! those of an interface recreated under the same name.
 //!
 //! `mode` of the passed counters is the port's current mode (`enforce`,
 //! `monitor`, or `unbound` for an attached port without binding). In the
@@ -141,7 +145,14 @@ pub fn render(p: &Pinned) -> Result<String> {
     );
     let mut n_bound = 0u64;
     let mut n_attached = 0u64;
+    let mut n_stale = 0u64;
     for (info, s) in &rows {
+        // A deleted interface's record: its series would duplicate the new
+        // interface's (same name); counted as stale, not exported.
+        if report::is_stale(info) {
+            n_stale += 1;
+            continue;
+        }
         let iface = info.ifname.clone();
         let tenant = info.tenant.clone();
         let mode = report::mode_name(info);
@@ -177,9 +188,15 @@ pub fn render(p: &Pinned) -> Result<String> {
     }
     bindings.push(Vec::new(), n_bound);
     attached.push(Vec::new(), n_attached);
+    let mut stale = Family::new(
+        "portguard_stale_records",
+        "gauge",
+        "Port records whose interface no longer exists (not exported per port).",
+    );
+    stale.push(Vec::new(), n_stale);
     let mut out = String::new();
     for f in [
-        &passed_p, &passed_b, &drop_p, &drop_b, &sampled, &lost, &bindings, &attached,
+        &passed_p, &passed_b, &drop_p, &drop_b, &sampled, &lost, &bindings, &attached, &stale,
     ] {
         f.render(&mut out);
     }

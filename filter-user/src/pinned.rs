@@ -63,6 +63,8 @@ pub struct PortInfo {
     pub attach_mode: u8,
     pub slot: u32,
     pub generation: u32,
+    /// Attached fail-closed by a `[[guard]]` pattern, no binding known yet.
+    pub guarded: bool,
 }
 
 pub struct Pinned {
@@ -418,6 +420,29 @@ impl Pinned {
         Ok(())
     }
 
+    /// Removes the record of `ifindex` and its addresses, whatever it holds:
+    /// for an interface that no longer exists (a stale record).
+    pub fn forget(&mut self, ifindex: u32) -> Result<()> {
+        let _lock = self.change_lock()?;
+        let Some(c) = self.config(ifindex)? else {
+            return Ok(());
+        };
+        self.remove(ifindex)?;
+        self.delete_gen(ifindex, c.generation)
+    }
+
+    /// The live record of every port (no addresses read: cheap).
+    pub fn records(&self) -> Result<Vec<PortConfig>> {
+        let mut out = Vec::new();
+        for item in self.ports.keys() {
+            let ifindex = item.context("iterating PORTS")?;
+            if let Some(c) = self.config(ifindex)? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
     /// Rewrites the live record of `ifindex` through `f` (atomically, like a
     /// rebind). Low level, for tools and benchmarks: `bind` is the way to
     /// change a binding. False when the port has no record.
@@ -483,6 +508,7 @@ impl Pinned {
             attach_mode: c.attach_mode,
             slot: c.slot,
             generation: c.generation,
+            guarded: c.flags & (flags::GUARDED | flags::BOUND) == flags::GUARDED,
         })
     }
 

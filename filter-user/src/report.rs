@@ -33,11 +33,39 @@ pub fn mode_name(info: &PortInfo) -> &'static str {
     }
 }
 
+/// The record's interface no longer exists (deleted, or moved to another
+/// namespace): whatever the record says, nothing is attached there. Such a
+/// record is listed once, as stale, until something removes it (the daemon
+/// at once; `attach`/`apply` of that name).
+pub fn is_stale(info: &PortInfo) -> bool {
+    crate::iface::name(info.ifindex).is_none()
+}
+
+/// The attach mode to report: none for a stale record.
+pub fn live_attach_mode(info: &PortInfo) -> Option<&'static str> {
+    if is_stale(info) {
+        return None;
+    }
+    attach_mode_name(info.attach_mode)
+}
+
+/// One word for the port's situation: `stale`, `guarded-unbound`, or the mode.
+pub fn status_name(info: &PortInfo) -> &'static str {
+    if is_stale(info) {
+        "stale"
+    } else if info.guarded {
+        "guarded-unbound"
+    } else {
+        mode_name(info)
+    }
+}
+
 pub fn stats_json(info: &PortInfo, s: &PortStats) -> Value {
     json!({
         "iface": info.ifname,
         "ifindex": info.ifindex,
         "tenant": info.tenant,
+        "stale": is_stale(info),
         "mode": mode_name(info),
         "passed": counter(s.passed.packets, s.passed.bytes),
         "dropped": by_reason(&s.dropped),
@@ -50,7 +78,7 @@ pub fn stats_json(info: &PortInfo, s: &PortStats) -> Value {
 /// A port record as `show --json` (and the audit log) shows it: the bound
 /// port's [`PortSpec`] plus where it stands in the kernel.
 pub fn show_json(info: &PortInfo) -> Value {
-    let attached = attach_mode_name(info.attach_mode);
+    let attached = live_attach_mode(info);
     let mut v = match &info.binding {
         Some(b) => PortSpec::from_binding(&info.ifname, b).to_json(),
         None => json!({ "iface": info.ifname, "mac": Value::Null, "ips": [] }),
@@ -60,6 +88,9 @@ pub fn show_json(info: &PortInfo) -> Value {
     v["bound"] = json!(info.binding.is_some());
     v["attached"] = json!(attached.is_some());
     v["attach_mode"] = json!(attached);
+    v["stale"] = json!(is_stale(info));
+    v["guarded"] = json!(info.guarded);
+    v["status"] = json!(status_name(info));
     v["mode"] = json!(mode_name(info));
     v
 }

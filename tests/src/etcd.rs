@@ -450,7 +450,7 @@ impl Cluster {
     /// SIGKILL of member `i`.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut p) = self.members[i].proc.take() {
-            p.kill9();
+            p.kill();
         }
     }
 
@@ -573,7 +573,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for m in &mut self.members {
             if let Some(mut p) = m.proc.take() {
-                p.kill9();
+                p.kill();
             }
         }
         let _ = cmd(&["ip", "netns", "del", &self.ns]);

@@ -717,7 +717,7 @@ fn agent_killed_mid_apply_converges_on_restart_and_nothing_spoofed_passes() {
     write_all(&cluster, ops);
     // Killed while it is applying (some but not all ports changed).
     let mid = eventually(30, || h.kernel_changes() > base);
-    h.agent.as_mut().unwrap().kill9();
+    h.agent.as_mut().unwrap().kill();
     let done_at_kill = h.kernel_changes() - base;
     assert!(mid, "the agent applied nothing:\n{}", h.agent_log());
     eprintln!("agent killed after {done_at_kill} of {n} port changes");
@@ -763,7 +763,7 @@ fn a_host_rebooted_during_an_outage_enforces_its_snapshot() {
     for i in 0..cluster.size() {
         cluster.kill(i);
     }
-    h.agent.as_mut().unwrap().kill9();
+    h.agent.as_mut().unwrap().kill();
     std::fs::remove_dir_all(&h.lab.pin_dir).unwrap();
     // (Links are released asynchronously once their last reference goes.)
     assert!(
@@ -780,4 +780,83 @@ fn a_host_rebooted_during_an_outage_enforces_its_snapshot() {
     assert!(h.bound("vm1") && h.lab.xdp_mode("vm1").is_some());
     assert_eq!(spoofed_delivered(h.vm(1), h.vm(2), 3), 0);
     assert!(legit_delivered(h.vm(1), h.vm(2)));
+}
+
+#[test]
+fn a_port_follows_its_interface_going_and_coming_back() {
+    tools();
+    let mut cluster = Cluster::start(3, &["hv1"]);
+    let mut h = Host::new(&mut cluster, "hv1", 2);
+    h.start_agent(&cluster);
+    h.put(&cluster, "p1", 1);
+    wait_state(&cluster, &h, "p1", "enforced", 30);
+    let first = h.vm(1).host_ifindex;
+    // The VM stops: its tap/veth is deleted. The binding waits for it.
+    portguard_tests::netns::must(&["ip", "-n", &h.lab.host, "link", "del", "vm1"]);
+    wait_state(&cluster, &h, "p1", "pending", 30);
+    // The VM starts again: a new interface under the same name (new ifindex).
+    let vm = h.vm(1).clone();
+    let run = |args: &[&str]| portguard_tests::netns::must(args);
+    run(&[
+        "ip",
+        "-n",
+        &h.lab.host,
+        "link",
+        "add",
+        "vm1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &vm.ns,
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &vm.ns,
+        "link",
+        "set",
+        "eth0",
+        "address",
+        &f::mac_str(&vm.mac()),
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &vm.ns,
+        "addr",
+        "add",
+        &format!("{}/24", vm.ip4()),
+        "dev",
+        "eth0",
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &h.lab.host,
+        "link",
+        "set",
+        "vm1",
+        "master",
+        "br0",
+    ]);
+    run(&["ip", "-n", &h.lab.host, "link", "set", "vm1", "up"]);
+    run(&["ip", "-n", &vm.ns, "link", "set", "eth0", "up"]);
+    wait_state(&cluster, &h, "p1", "enforced", 30);
+    let st = h.status(&cluster);
+    let port = st["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "p1")
+        .unwrap()
+        .clone();
+    let now = port["status"]["ifindex"].as_u64().unwrap() as u32;
+    assert_ne!(now, first, "enforced on the old ifindex: {port:#}");
+    assert_eq!(Some(now), h.lab.host_ifindex("vm1"));
+    // Forwarding through the bridge needs the new port to be forwarding.
+    assert!(eventually(10, || legit_delivered(h.vm(1), h.vm(2))));
+    assert_eq!(spoofed_delivered(h.vm(1), h.vm(2), 3), 0);
 }

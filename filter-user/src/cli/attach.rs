@@ -1,6 +1,6 @@
 use anyhow::Result;
 use portguard::{
-    attach::{attach, RequestedMode},
+    attach::{attach, remove_stale_records, RequestedMode},
     audit::{audited, port_json, AuditEntry, AuditLog},
     binding::attach_mode_name,
     iface,
@@ -27,12 +27,19 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
         let r = attach(&mut p, &a.iface, a.mode);
         e.after = port_json(&p, ifindex);
         let r = r?;
+        let stale = remove_stale_records(&mut p, &a.iface)?;
         let mode = attach_mode_name(r.mode).unwrap_or("?");
         let bound = p
             .config(r.ifindex)?
             .map(|c| c.flags & filter_common::flags::BOUND != 0)
             .unwrap_or(false);
         let mut lines = Vec::new();
+        for i in stale {
+            lines.push(format!(
+                "{}: removed the stale record of ifindex {i} (a deleted interface of that name; its binding is not carried over)",
+                a.iface
+            ));
+        }
         if r.replaced {
             lines.push(format!(
                 "{}: program replaced in place ({mode} mode)",

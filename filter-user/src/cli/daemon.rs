@@ -28,6 +28,10 @@ pub struct Args {
     /// Seconds between checks of the file's modification time.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub poll_interval: f64,
+    /// Seconds between full resyncs (every link re-read), a safety net
+    /// besides the link events.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub resync_interval: f64,
 }
 
 pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
@@ -35,6 +39,12 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
         bail!(
             "--poll-interval needs a positive number of seconds, got {}",
             a.poll_interval
+        );
+    }
+    if !(a.resync_interval > 0.0 && a.resync_interval.is_finite()) {
+        bail!(
+            "--resync-interval needs a positive number of seconds, got {}",
+            a.resync_interval
         );
     }
     if a.events_log_max_bytes == 0 {
@@ -53,5 +63,6 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
         events_log_keep: a.events_log_keep,
         prune: a.prune,
         poll: Duration::from_secs_f64(a.poll_interval),
+        resync: Duration::from_secs_f64(a.resync_interval),
     })
 }

@@ -1,5 +1,5 @@
 use anyhow::{bail, Result};
-use portguard::{binding::attach_mode_name, pinned::Pinned, report};
+use portguard::{pinned::Pinned, report};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -77,8 +77,8 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
                 },
                 mac,
                 ips,
-                report::mode_name(i).to_string(),
-                attach_mode_name(i.attach_mode).unwrap_or("no").to_string(),
+                report::status_name(i).to_string(),
+                report::live_attach_mode(i).unwrap_or("no").to_string(),
                 limits,
                 extra,
             ]

@@ -96,7 +96,7 @@ fn port_row(i: &PortInfo, s: &PortStats) -> Row {
         labels: vec![
             i.ifname.clone(),
             dash(&i.tenant),
-            report::mode_name(i).to_string(),
+            report::status_name(i).to_string(),
         ],
         watch_labels: vec![i.ifname.clone(), dash(&i.tenant)],
         json: report::stats_json(i, s),

@@ -16,16 +16,22 @@ use std::{
 
 use chrono::{SecondsFormat, Utc};
 use etcd_client::{Client, EventType};
-use tokio::time::sleep_until;
+use tokio::{
+    sync::mpsc::{unbounded_channel, UnboundedReceiver},
+    time::sleep_until,
+};
 
 use super::{
-    converge::{ConvergeError, Host, PortOutcome, PortState, Scope},
+    converge::{ConvergeError, Host, PortOutcome, PortState},
     keys, snapshot,
     status::{AgentStatus, PortStatus},
     store::{self, StoreConfig, StoreError, Write},
     value,
 };
-use crate::{iface, state, state::Port};
+use crate::{
+    lifecycle::{LinkEvents, Received},
+    state::{self, Port},
+};
 
 /// Everything `portguard agent` is told.
 #[derive(Clone, Debug)]
@@ -74,6 +80,40 @@ pub enum AgentError {
     Host(#[from] ConvergeError),
     #[error("{0}")]
     Config(String),
+}
+
+/// Link events from rtnetlink, read on a thread of their own (the socket
+/// is blocking) and handed to the agent's loop.
+fn link_events() -> UnboundedReceiver<Received> {
+    let (tx, rx) = unbounded_channel();
+    match LinkEvents::subscribe() {
+        Ok(mut ev) => {
+            std::thread::spawn(move || loop {
+                match ev.next(Duration::from_secs(1)) {
+                    Ok(Received::Timeout) => {
+                        if tx.is_closed() {
+                            return;
+                        }
+                    }
+                    Ok(r) => {
+                        if tx.send(r).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        log(format!("link events: {e}"));
+                        if tx.send(Received::Overrun).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            });
+        }
+        // Ports whose interface appears later wait for the next list.
+        Err(e) => log(format!("no link events: {e}")),
+    }
+    rx
 }
 
 fn log(msg: impl AsRef<str>) {
@@ -175,7 +215,9 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     keys::check_name("host", &o.host).map_err(|e| AgentError::Config(e.to_string()))?;
-    let host = Host::open(&o.pin_dir, &o.audit_log)?;
+    let host = Host::new(&o.pin_dir, &o.audit_log)?;
+    // Subscribed before the first list, so no link change falls between.
+    let links = link_events();
     let client = store::connect(&o.store, true).await?;
     let mut a = Agent {
         prefix: keys::ports_prefix(&o.host),
@@ -199,8 +241,9 @@ pub async fn run(
         snapshot_dirty: false,
         backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
     };
+    let mut links = links;
     tokio::select! {
-        _ = a.run_loop() => Ok(()),
+        _ = a.run_loop(&mut links) => Ok(()),
         _ = shutdown => {
             a.shutdown().await;
             Ok(())
@@ -209,7 +252,7 @@ pub async fn run(
 }
 
 impl Agent {
-    async fn run_loop(&mut self) {
+    async fn run_loop(&mut self, links: &mut UnboundedReceiver<Received>) {
         let mut tried_snapshot = false;
         loop {
             match self.list_and_sync().await {
@@ -225,7 +268,7 @@ impl Agent {
                     continue;
                 }
             }
-            self.watch_until_relist().await;
+            self.watch_until_relist(links).await;
         }
     }
 
@@ -245,10 +288,7 @@ impl Agent {
         if !path.exists() {
             return;
         }
-        match state::load(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|st| self.host.apply_snapshot(&st).map_err(|e| e.to_string()))
-        {
+        match state::load(&path).map(|st| self.host.apply_snapshot(st)) {
             Ok(n) => log(format!(
                 "store unreachable: applied snapshot {} ({n} port(s) changed)",
                 path.display()
@@ -278,7 +318,7 @@ impl Agent {
         self.revision = listing.revision;
         self.agent.lists += 1;
         let ids: BTreeSet<String> = self.desired.keys().cloned().collect();
-        self.converge(&ids, Scope::All);
+        self.converge(&ids, &BTreeSet::new(), true);
         // What the store has may differ from what we think (another agent
         // run, a restart): read it again before the next write.
         self.written = None;
@@ -315,78 +355,90 @@ impl Agent {
         m
     }
 
-    /// Converges the ports `ids` (deleted ones included: their last ifindex
-    /// must be in `extra` for the record to go, or `scope` is All).
-    fn converge(&mut self, ids: &BTreeSet<String>, scope: Scope) {
-        let owners = self.owners();
-        let mut specs: Vec<(&str, &Port)> = Vec::new();
-        let mut new_status: BTreeMap<String, PortStatus> = BTreeMap::new();
-        for id in ids {
-            let Some(e) = self.desired.get(id) else {
-                continue;
-            };
-            match e.effective() {
-                None => {
-                    let msg = e.spec.as_ref().err().cloned().unwrap_or_default();
-                    new_status.insert(
-                        id.clone(),
-                        PortStatus::new(e.mod_revision, "", &PortOutcome::error(msg)),
-                    );
-                }
-                Some(s) => {
-                    let owner = owners.get(s.iface.as_str()).copied().unwrap_or(id);
-                    if owner != id {
-                        let msg = format!(
-                            "{}: interface {} is already used by port {owner}",
-                            e.key, s.iface
-                        );
-                        new_status.insert(
-                            id.clone(),
-                            PortStatus::new(e.mod_revision, &s.iface, &PortOutcome::error(msg)),
-                        );
-                    } else {
-                        specs.push((id, s));
-                    }
+    /// Converges the interfaces `ifaces` (each to the port owning it, or to
+    /// nothing), then sets the status of the ports `ids`. `all`: after a
+    /// complete list, every port and the removal of everything else.
+    fn converge(&mut self, ids: &BTreeSet<String>, ifaces: &BTreeSet<String>, all: bool) {
+        let owners: BTreeMap<String, String> = self
+            .owners()
+            .into_iter()
+            .map(|(i, id)| (i.to_string(), id.to_string()))
+            .collect();
+        let spec = |id: &str| self.desired.get(id).and_then(|e| e.effective()).cloned();
+        let result = if all {
+            let ports: Vec<Port> = owners.values().filter_map(|id| spec(id)).collect();
+            self.host.set_all(ports)
+        } else {
+            let mut r = Ok(());
+            for i in ifaces {
+                let step = match owners.get(i).and_then(|id| spec(id)) {
+                    Some(p) => self.host.upsert(p),
+                    None => self.host.remove(i),
+                };
+                if step.is_err() {
+                    r = step;
                 }
             }
-        }
-        let only: Vec<&Port> = specs.iter().map(|(_, s)| *s).collect();
-        let result = self.host.sync(&only, scope);
-        for (id, s) in &specs {
-            let e = &self.desired[*id];
-            let o = match &result {
-                Ok(m) => m.get(&s.iface).cloned().unwrap_or_else(|| {
-                    PortOutcome::error(format!("interface {} was not planned", s.iface))
-                }),
-                Err(err) => PortOutcome::error(err.to_string()),
-            };
-            let mut st = PortStatus::new(e.mod_revision, &s.iface, &o);
-            if let Err(msg) = &e.spec {
-                // The last valid binding stays; the new value is refused.
-                st.state = PortState::Error;
-                st.message = Some(format!("{msg} (the previous binding stays)"));
-            }
-            new_status.insert(id.to_string(), st);
-        }
+            r
+        };
         if let Err(err) = &result {
+            // Per-port failures are in the ports' status; this is the summary.
             log(format!("converging: {err}"));
             self.agent.last_error = Some(err.to_string());
             self.agent.last_error_at = Some(now());
         }
-        for id in ids {
-            match new_status.remove(id) {
-                Some(st) => {
-                    self.status.insert(id.clone(), st);
-                }
-                None => {
-                    self.status.remove(id);
-                }
-            }
-        }
-        if matches!(scope, Scope::All) {
+        self.refresh_status(ids, &owners);
+        if all {
             self.status.retain(|id, _| self.desired.contains_key(id));
         }
         self.snapshot_dirty = true;
+    }
+
+    /// Recomputes the status of the ports `ids` from the desired state and
+    /// where the reconciler says their interfaces stand.
+    fn refresh_status(&mut self, ids: &BTreeSet<String>, owners: &BTreeMap<String, String>) {
+        for id in ids {
+            let Some(e) = self.desired.get(id) else {
+                self.status.remove(id);
+                continue;
+            };
+            let st = match e.effective() {
+                None => {
+                    let msg = e.spec.as_ref().err().cloned().unwrap_or_default();
+                    PortStatus::new(e.mod_revision, "", &PortOutcome::error(msg))
+                }
+                Some(s) => match owners.get(&s.iface) {
+                    Some(owner) if owner != id => {
+                        let msg = format!(
+                            "{}: interface {} is already used by port {owner}",
+                            e.key, s.iface
+                        );
+                        PortStatus::new(e.mod_revision, &s.iface, &PortOutcome::error(msg))
+                    }
+                    _ => {
+                        let mut st =
+                            PortStatus::new(e.mod_revision, &s.iface, &self.host.outcome(&s.iface));
+                        if let Err(msg) = &e.spec {
+                            // The last valid binding stays; the new value is refused.
+                            st.state = PortState::Error;
+                            st.message = Some(format!("{msg} (the previous binding stays)"));
+                        }
+                        st
+                    }
+                },
+            };
+            self.status.insert(id.clone(), st);
+        }
+    }
+
+    fn refresh_all(&mut self) {
+        let owners: BTreeMap<String, String> = self
+            .owners()
+            .into_iter()
+            .map(|(i, id)| (i.to_string(), id.to_string()))
+            .collect();
+        let ids: BTreeSet<String> = self.desired.keys().cloned().collect();
+        self.refresh_status(&ids, &owners);
     }
 
     fn on_put(&mut self, key: &[u8], val: &[u8], rev: i64) {
@@ -398,9 +450,9 @@ impl Agent {
         let e = self.entry(key, val, rev, prev);
         let new_iface = e.effective().map(|s| s.iface.clone());
         self.desired.insert(id.clone(), e);
-        let extra = self.old_ifindex(&id, new_iface.as_deref());
-        let ids = self.sharing(&id, [old_iface, new_iface]);
-        self.converge(&ids, Scope::Only(&extra));
+        let ifaces: BTreeSet<String> = [old_iface, new_iface].into_iter().flatten().collect();
+        let ids = self.sharing(&id, &ifaces);
+        self.converge(&ids, &ifaces, false);
     }
 
     fn on_delete(&mut self, key: &[u8]) {
@@ -410,67 +462,74 @@ impl Agent {
         let Some(prev) = self.desired.remove(&id) else {
             return;
         };
-        let old_iface = prev.effective().map(|s| s.iface.clone());
-        let extra = self.old_ifindex(&id, None);
-        let ids = self.sharing(&id, [old_iface, None]);
-        self.converge(&ids, Scope::Only(&extra));
-    }
-
-    /// The ifindex port `id` was enforced on, unless it is `new_iface`'s.
-    fn old_ifindex(&self, id: &str, new_iface: Option<&str>) -> Vec<u32> {
-        match self.status.get(id) {
-            Some(s) if s.ifindex != 0 && Some(s.iface.as_str()) != new_iface => vec![s.ifindex],
-            Some(s) if s.ifindex != 0 && iface::index(&s.iface).ok() != Some(s.ifindex) => {
-                vec![s.ifindex]
-            }
-            _ => Vec::new(),
-        }
+        let ifaces: BTreeSet<String> = prev
+            .effective()
+            .map(|s| s.iface.clone())
+            .into_iter()
+            .collect();
+        let ids = self.sharing(&id, &ifaces);
+        self.converge(&ids, &ifaces, false);
     }
 
     /// `id` plus every port naming one of `ifaces` (their owner may change).
-    fn sharing(&self, id: &str, ifaces: [Option<String>; 2]) -> BTreeSet<String> {
+    fn sharing(&self, id: &str, ifaces: &BTreeSet<String>) -> BTreeSet<String> {
         let mut ids = BTreeSet::from([id.to_string()]);
         for (other, e) in &self.desired {
-            if let Some(s) = e.effective() {
-                if ifaces.iter().flatten().any(|i| *i == s.iface) {
-                    ids.insert(other.clone());
-                }
+            if e.effective().is_some_and(|s| ifaces.contains(&s.iface)) {
+                ids.insert(other.clone());
             }
         }
         ids
     }
 
-    /// Ports waiting for their interface, and ports whose interface was
-    /// recreated (new ifindex): converge them again.
-    fn recheck(&mut self) {
-        let mut ids = BTreeSet::new();
-        let mut extra = Vec::new();
-        for (id, st) in &self.status {
-            let Some(e) = self.desired.get(id) else {
-                continue;
-            };
-            let Some(spec) = e.effective() else { continue };
-            let now_idx = iface::index(&spec.iface).ok();
-            let stale = match st.state {
-                PortState::Pending => now_idx.is_some(),
-                PortState::Enforced => now_idx != Some(st.ifindex),
-                // Kernel failures are retried; refused values wait for a new value.
-                PortState::Error => e.spec.is_ok() && st.ifindex != 0,
-            };
-            if stale {
-                ids.insert(id.clone());
-                if st.ifindex != 0 && now_idx != Some(st.ifindex) {
-                    extra.push(st.ifindex);
+    /// Link events: the reconciler binds and attaches ports whose interface
+    /// appeared (or was recreated), and forgets records of deleted ones.
+    fn on_links(&mut self, r: Received) {
+        let res = match r {
+            Received::Events(evs) => {
+                let mut res = Ok(());
+                for ev in &evs {
+                    if let Err(e) = self.host.on_link(ev) {
+                        res = Err(e);
+                    }
                 }
+                res
             }
+            Received::Overrun => self.host.resync(),
+            Received::Timeout => return,
+        };
+        if let Err(e) = res {
+            log(format!("link event: {e}"));
         }
-        if !ids.is_empty() {
-            self.converge(&ids, Scope::Only(&extra));
+        self.refresh_all();
+    }
+
+    /// Ports whose kernel change failed are tried again (a refused value
+    /// waits for a new value instead).
+    fn recheck(&mut self) {
+        let ifaces: BTreeSet<String> = self
+            .status
+            .iter()
+            .filter(|(id, st)| {
+                st.state == PortState::Error
+                    && self.desired.get(*id).is_some_and(|e| e.spec.is_ok())
+                    && !st.iface.is_empty()
+            })
+            .map(|(_, st)| st.iface.clone())
+            .collect();
+        if ifaces.is_empty() {
+            return;
         }
+        let mut ids = BTreeSet::new();
+        for i in &ifaces {
+            ids.extend(self.sharing("", &BTreeSet::from([i.clone()])));
+        }
+        ids.remove("");
+        self.converge(&ids, &ifaces, false);
     }
 
     /// Watches until a list is needed (cancelled watch, periodic relist).
-    async fn watch_until_relist(&mut self) {
+    async fn watch_until_relist(&mut self, links: &mut UnboundedReceiver<Received>) {
         let relist_in = self.backoff.jitter(self.o.relist_every);
         let relist_at = Instant::now() + relist_in;
         let mut recheck_at = Instant::now() + self.o.recheck_every;
@@ -539,6 +598,13 @@ impl Agent {
                             break;
                         }
                     },
+                    Some(r) = links.recv() => {
+                        let before = self.status.clone();
+                        self.on_links(r);
+                        if before != self.status {
+                            flush_at.get_or_insert(Instant::now());
+                        }
+                    }
                     _ = sleep_until(relist_at.into()) => return,
                     _ = sleep_until(recheck_at.into()) => {
                         recheck_at = Instant::now() + self.o.recheck_every;
@@ -601,7 +667,7 @@ impl Agent {
         a.enforced = self.count(PortState::Enforced);
         a.pending = self.count(PortState::Pending);
         a.error = self.count(PortState::Error);
-        a.changes = self.host.changes;
+        a.changes = self.host.changes();
         a
     }
 

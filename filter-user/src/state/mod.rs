@@ -111,6 +111,11 @@ impl Port {
 pub struct State {
     /// In file order; interface names are unique.
     pub ports: Vec<Port>,
+    /// `[[guard]]` patterns: matching interfaces are attached fail-closed
+    /// as soon as they appear, until a port binds them (the daemon, and any
+    /// [`Reconciler`](crate::lifecycle::Reconciler), follows them; `apply`
+    /// is one-shot and does not).
+    pub guards: Vec<crate::lifecycle::Guard>,
 }
 
 impl State {

@@ -9,7 +9,7 @@ use serde_path_to_error::{Path as SerdePath, Segment};
 use toml_edit::ImDocument;
 
 use super::{Port, State, StateError};
-use crate::{binding::Binding, spec::PortSpec};
+use crate::{binding::Binding, lifecycle::Guard, spec::PortSpec};
 
 /// Syntax of a state file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +35,41 @@ impl Format {
 struct File {
     #[serde(default, deserialize_with = "port_list")]
     port: Vec<PortSpec>,
+    #[serde(default)]
+    guard: Vec<GuardSpec>,
+}
+
+/// `[[guard]] iface = "vnet*"`: interfaces whose names match are attached
+/// fail-closed as soon as they appear (by the daemon), until a port binds them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GuardSpec {
+    iface: String,
+}
+
+/// Checks the guard patterns; an error names `guard[N]` and its line.
+#[allow(clippy::result_large_err)]
+fn validate_guards(
+    raw: Vec<GuardSpec>,
+    origin: &str,
+    pos: &dyn Positions,
+) -> Result<Vec<Guard>, StateError> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, g)| {
+            Guard::new(&g.iface).map_err(|e| {
+                let (line, column) = pos.guard(i).unzip();
+                StateError {
+                    origin: origin.to_string(),
+                    line,
+                    column,
+                    port: None,
+                    field: Some(format!("guard[{i}].iface")),
+                    message: e.to_string(),
+                }
+            })
+        })
+        .collect()
 }
 
 /// A `Vec<PortSpec>` whose type error says what a state file expects.
@@ -97,7 +132,12 @@ fn parse_toml(text: &str, origin: &str) -> Result<State, StateError> {
             message: e.message().trim_end().to_string(),
         }
     })?;
-    validate(file.port, origin, &TomlPositions { text, doc: &doc })
+    let pos = TomlPositions { text, doc: &doc };
+    let guards = validate_guards(file.guard, origin, &pos)?;
+    Ok(State {
+        guards,
+        ..validate(file.port, origin, &pos)?
+    })
 }
 
 #[allow(clippy::result_large_err)]
@@ -139,7 +179,11 @@ fn parse_json(text: &str, origin: &str) -> Result<State, StateError> {
             e,
         )
     })?;
-    validate(file.port, origin, &NoPositions)
+    let guards = validate_guards(file.guard, origin, &NoPositions)?;
+    Ok(State {
+        guards,
+        ..validate(file.port, origin, &NoPositions)?
+    })
 }
 
 /// Which port (`port[N]`) and field a deserialization path points into.
@@ -175,6 +219,10 @@ pub(super) trait Positions {
     fn port(&self, i: usize) -> Option<(usize, usize)>;
     /// (line, column) of the key `field` in port `i`.
     fn key(&self, i: usize, field: &str) -> Option<(usize, usize)>;
+    /// (line, column) of the `[[guard]]` table `i`.
+    fn guard(&self, _i: usize) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// Ports built in memory (or from JSON): no positions.
@@ -228,6 +276,11 @@ impl Positions for TomlPositions<'_> {
             PortTable::Inline(t) => t.span(),
         }?;
         Some(line_col(self.text, span.start))
+    }
+
+    fn guard(&self, i: usize) -> Option<(usize, usize)> {
+        let t = self.doc.get("guard")?.as_array_of_tables()?.get(i)?;
+        Some(line_col(self.text, t.span()?.start))
     }
 
     fn key(&self, i: usize, field: &str) -> Option<(usize, usize)> {
@@ -318,7 +371,10 @@ pub(super) fn validate(
         port.line = pos.port(i).map(|(l, _)| l);
         ports.push(port);
     }
-    Ok(State { ports })
+    Ok(State {
+        ports,
+        ..Default::default()
+    })
 }
 
 #[cfg(test)]
@@ -346,6 +402,31 @@ attach = false
 
     fn err(text: &str) -> StateError {
         parse(text, Format::Toml, "s.toml").expect_err("should be rejected")
+    }
+
+    #[test]
+    fn guards_parse_and_bad_patterns_name_their_line() {
+        let s = parse(
+            "[[guard]]\niface = \"vnet*\"\n\n[[guard]]\niface = \"tap?\"\n\n[[port]]\niface = \"vnet0\"\nmac = \"02:00:00:00:00:01\"\n",
+            Format::Toml,
+            "s.toml",
+        )
+        .unwrap();
+        let g: Vec<&str> = s.guards.iter().map(|g| g.pattern()).collect();
+        assert_eq!(g, ["vnet*", "tap?"]);
+        assert_eq!(s.ports.len(), 1);
+        let j = parse(r#"{"guard": [{"iface": "vnet*"}]}"#, Format::Json, "s.json").unwrap();
+        assert!(j.guards[0].matches("vnet12"));
+
+        let e = err("[[guard]]\niface = \"vnet*\"\n[[guard]]\niface = \"*\"\n");
+        assert_eq!(e.line, Some(3), "{e}");
+        assert_eq!(e.field.as_deref(), Some("guard[1].iface"), "{e}");
+        assert!(e.message.contains("matches every interface"), "{e}");
+        let e = err("[[guard]]\niface = \"vnet*\"\nmode = \"x\"\n");
+        assert!(e.message.contains("unknown field `mode`"), "{e}");
+        assert_eq!(e.line, Some(3), "{e}");
+        let e = err("[[guard]]\niface = \"a b*\"\n");
+        assert!(e.to_string().contains("invalid guard pattern"), "{e}");
     }
 
     #[test]

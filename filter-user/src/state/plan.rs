@@ -632,6 +632,7 @@ mod tests {
             slot: 1,
             generation: 1,
             binding,
+            guarded: false,
         }
     }
 

@@ -1,0 +1,313 @@
+//! Link events from rtnetlink, in the caller's network namespace.
+//!
+//! [`LinkEvents::subscribe`] joins the `RTNLGRP_LINK` multicast group; after
+//! that, [`dump`] (RTM_GETLINK) gives every link, so nothing created between
+//! the two is missed (it is in the dump, and maybe an event too: handlers are
+//! idempotent). When the socket's receive queue overflows the kernel drops
+//! events and reports ENOBUFS: [`LinkEvents::next`] then says
+//! [`Received::Overrun`], and the caller resyncs from a fresh [`dump`].
+//! Messages are built and parsed with netlink-packet-route.
+use std::{io, os::fd::AsRawFd, time::Duration};
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use netlink_packet_route::{
+    link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage},
+    RouteNetlinkMessage,
+};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use thiserror::Error;
+
+/// One network interface as rtnetlink describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub ifindex: u32,
+    pub name: String,
+    /// ARPHRD_ETHER (tap, veth, ...): the only kind portguard guards.
+    pub ethernet: bool,
+    /// IFF_UP.
+    pub up: bool,
+}
+
+/// A link appeared or changed (RTM_NEWLINK: created, renamed, brought up
+/// or down, ...) or is gone (RTM_DELLINK: deleted or moved to another
+/// network namespace).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkEvent {
+    New(Link),
+    Del(Link),
+}
+
+impl LinkEvent {
+    pub fn link(&self) -> &Link {
+        match self {
+            LinkEvent::New(l) | LinkEvent::Del(l) => l,
+        }
+    }
+}
+
+/// What one [`LinkEvents::next`] call got.
+#[derive(Debug)]
+pub enum Received {
+    /// Events in kernel order (possibly none: e.g. other messages).
+    Events(Vec<LinkEvent>),
+    /// Events were lost (ENOBUFS): resync from a [`dump`].
+    Overrun,
+    /// Nothing arrived within the timeout.
+    Timeout,
+}
+
+#[derive(Debug, Error)]
+pub enum NetlinkError {
+    #[error("netlink socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("subscribing to link events (RTNLGRP_LINK): {0}")]
+    Subscribe(#[source] io::Error),
+    #[error("receiving link events: {0}")]
+    Recv(#[source] io::Error),
+    #[error("link dump (RTM_GETLINK): {0}")]
+    Dump(String),
+}
+
+/// Receive buffer asked for: a burst of a few thousand link events fits
+/// before the kernel has to drop any (each is ~1-2 KiB).
+const RCVBUF: libc::c_int = 8 << 20;
+/// Larger than any single netlink datagram the kernel sends us.
+const DATAGRAM: usize = 64 << 10;
+
+/// A socket subscribed to link events.
+pub struct LinkEvents {
+    sock: Socket,
+    buf: Vec<u8>,
+}
+
+impl LinkEvents {
+    /// Opens the socket and joins RTNLGRP_LINK. Call [`dump`] after this, not before.
+    pub fn subscribe() -> Result<LinkEvents, NetlinkError> {
+        let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+        sock.bind_auto().map_err(NetlinkError::Socket)?;
+        // Root can go past net.core.rmem_max (SO_RCVBUFFORCE); else the plain option.
+        if setsockopt_int(&sock, libc::SO_RCVBUFFORCE, RCVBUF).is_err() {
+            let _ = sock.set_rx_buf_sz(RCVBUF);
+        }
+        sock.add_membership(libc::RTNLGRP_LINK)
+            .map_err(NetlinkError::Subscribe)?;
+        Ok(LinkEvents {
+            sock,
+            buf: vec![0; DATAGRAM],
+        })
+    }
+
+    /// Waits up to `timeout` for the next datagram and parses it.
+    pub fn next(&mut self, timeout: Duration) -> Result<Received, NetlinkError> {
+        let mut pfd = libc::pollfd {
+            fd: self.sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one pollfd we own.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(Received::Timeout);
+            }
+            return Err(NetlinkError::Recv(e));
+        }
+        if r == 0 {
+            return Ok(Received::Timeout);
+        }
+        let n = match self.sock.recv(&mut &mut self.buf[..], libc::MSG_DONTWAIT) {
+            Ok(n) => n.min(self.buf.len()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(Received::Overrun),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Received::Timeout),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Received::Timeout),
+            Err(e) => return Err(NetlinkError::Recv(e)),
+        };
+        let mut events = Vec::new();
+        let mut lost = false;
+        for_each_message(&self.buf[..n], |m| match m {
+            Parsed::New(l) => events.push(LinkEvent::New(l)),
+            Parsed::Del(l) => events.push(LinkEvent::Del(l)),
+            // A message we cannot read may be a link we would miss: resync.
+            Parsed::Overrun | Parsed::Unreadable(_) => lost = true,
+            Parsed::Done | Parsed::Error(_) | Parsed::Other => {}
+        });
+        if lost {
+            return Ok(Received::Overrun);
+        }
+        Ok(Received::Events(events))
+    }
+}
+
+impl AsRawFd for LinkEvents {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+fn setsockopt_int(sock: &Socket, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
+    // SAFETY: setsockopt with a c_int option value of the stated size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            &v as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+enum Parsed {
+    New(Link),
+    Del(Link),
+    Done,
+    Error(i32),
+    Overrun,
+    Unreadable(String),
+    Other,
+}
+
+fn link_of(m: &LinkMessage) -> Link {
+    let name = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    Link {
+        ifindex: m.header.index,
+        name,
+        ethernet: m.header.link_layer_type == LinkLayerType::Ether,
+        up: m.header.flags.contains(LinkFlags::Up),
+    }
+}
+
+/// Calls `f` for every netlink message in one datagram.
+fn for_each_message(mut data: &[u8], mut f: impl FnMut(Parsed)) {
+    while !data.is_empty() {
+        let msg = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(data) {
+            Ok(m) => m,
+            Err(e) => {
+                f(Parsed::Unreadable(e.to_string()));
+                return;
+            }
+        };
+        // Messages are 4-byte aligned inside a datagram.
+        let len = (msg.header.length as usize + 3) & !3;
+        f(match msg.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) => {
+                Parsed::New(link_of(&m))
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(m)) => {
+                Parsed::Del(link_of(&m))
+            }
+            NetlinkPayload::Done(_) => Parsed::Done,
+            NetlinkPayload::Error(e) => Parsed::Error(e.code.map_or(0, |c| c.get())),
+            NetlinkPayload::Overrun(_) => Parsed::Overrun,
+            _ => Parsed::Other,
+        });
+        if len == 0 || len >= data.len() {
+            return;
+        }
+        data = &data[len..];
+    }
+}
+
+/// Every link of the current network namespace (RTM_GETLINK dump).
+pub fn dump() -> Result<Vec<Link>, NetlinkError> {
+    let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
+    sock.bind_auto().map_err(NetlinkError::Socket)?;
+    sock.connect(&SocketAddr::new(0, 0))
+        .map_err(NetlinkError::Socket)?;
+    let mut req = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::from(RouteNetlinkMessage::GetLink(LinkMessage::default())),
+    );
+    req.header.flags = NLM_F_DUMP | NLM_F_REQUEST;
+    req.header.sequence_number = 1;
+    req.finalize();
+    let mut out = vec![0; req.buffer_len()];
+    req.serialize(&mut out[..]);
+    sock.send(&out, 0)
+        .map_err(|e| NetlinkError::Dump(format!("sending the request: {e}")))?;
+    let mut buf = vec![0u8; DATAGRAM];
+    let mut links = Vec::new();
+    loop {
+        let n = sock
+            .recv(&mut &mut buf[..], 0)
+            .map_err(|e| NetlinkError::Dump(format!("receiving: {e}")))?;
+        let mut done = false;
+        let mut err = None;
+        for_each_message(&buf[..n.min(buf.len())], |m| match m {
+            Parsed::New(l) => links.push(l),
+            Parsed::Done => done = true,
+            Parsed::Error(c) if c != 0 => err = Some(io::Error::from_raw_os_error(-c).to_string()),
+            Parsed::Unreadable(e) => err = Some(e),
+            // An interrupted dump (links changed meanwhile) is still complete
+            // for what it lists; the events that changed it follow.
+            _ => {}
+        });
+        if let Some(e) = err {
+            return Err(NetlinkError::Dump(e));
+        }
+        if done {
+            return Ok(links);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dump_lists_loopback() {
+        // Every network namespace has `lo`; no privileges needed to dump.
+        let links = dump().expect("dump");
+        let lo = links.iter().find(|l| l.name == "lo").expect("lo listed");
+        assert_eq!(lo.ifindex, crate::iface::index("lo").unwrap());
+        assert!(!lo.ethernet);
+    }
+
+    #[test]
+    fn parses_a_serialized_newlink() {
+        let mut m = LinkMessage::default();
+        m.header.index = 42;
+        m.header.link_layer_type = LinkLayerType::Ether;
+        m.header.flags = LinkFlags::Up;
+        m.attributes.push(LinkAttribute::IfName("vnet7".into()));
+        let mut msg = NetlinkMessage::new(
+            NetlinkHeader::default(),
+            NetlinkPayload::from(RouteNetlinkMessage::NewLink(m)),
+        );
+        msg.finalize();
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.serialize(&mut buf);
+        // Two messages in one datagram, as dumps send them.
+        let mut two = buf.clone();
+        two.extend_from_slice(&buf);
+        let mut got = Vec::new();
+        for_each_message(&two, |p| {
+            if let Parsed::New(l) = p {
+                got.push(l)
+            }
+        });
+        let want = Link {
+            ifindex: 42,
+            name: "vnet7".into(),
+            ethernet: true,
+            up: true,
+        };
+        assert_eq!(got, vec![want.clone(), want]);
+    }
+}
