@@ -460,6 +460,14 @@ impl Cluster {
         self.spawn(i, "existing");
     }
 
+    /// Pids of the running members.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .filter_map(|m| m.proc.as_ref().map(|p| p.pid()))
+            .collect()
+    }
+
     pub fn size(&self) -> usize {
         self.members.len()
     }

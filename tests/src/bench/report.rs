@@ -183,6 +183,9 @@ pub fn json(o: &Opts, r: &Results) -> Value {
             }));
         }
     }
+    if let Some(f) = &r.fleet {
+        ratios.extend(super::fleet::ratios(f));
+    }
     json!({
         "machine": r.machine,
         "started": r.started,
@@ -213,6 +216,7 @@ pub fn json(o: &Opts, r: &Results) -> Value {
             "breakdown": r.breakdown,
         },
         "tier_c": r.c,
+        "fleet": r.fleet,
         "notes": r.notes,
     })
 }
@@ -487,6 +491,9 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
             }
         }
         let _ = writeln!(s);
+    }
+    if let Some(f) = &r.fleet {
+        s.push_str(&super::fleet::markdown(f));
     }
     for n in &r.notes {
         let _ = writeln!(s, "Note: {n}\n");
