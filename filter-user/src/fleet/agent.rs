@@ -272,12 +272,18 @@ impl Agent {
         }
     }
 
+    /// A failed list or watch: the kernel state may lag the store.
     fn store_error(&mut self, msg: &str) {
+        self.count_error(msg);
+        self.agent.in_sync = false;
+    }
+
+    /// A failed status write or lease renewal: reported, nothing else.
+    fn count_error(&mut self, msg: &str) {
         log(format!("store: {msg}"));
         self.agent.store_errors += 1;
         self.agent.last_error = Some(msg.to_string());
         self.agent.last_error_at = Some(now());
-        self.agent.in_sync = false;
     }
 
     /// The store is unreachable at start: enforce the last synced state.
@@ -657,7 +663,7 @@ impl Agent {
                 self.agent_written = None;
                 let _ = self.flush().await;
             }
-            Err(e) => self.store_error(&e.to_string()),
+            Err(e) => self.count_error(&e.to_string()),
         }
     }
 
@@ -696,7 +702,7 @@ impl Agent {
                 self.lease = None;
                 self.agent_written = None;
             }
-            self.store_error(&e.to_string());
+            self.count_error(&e.to_string());
         }
         r
     }

@@ -24,10 +24,11 @@ pub struct StoreConfig {
 /// A failed store operation, with what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    // The cause is part of the message (one line), not a `source`, so
+    // that an anyhow chain does not print it twice.
     #[error("{what}: {source}")]
     Etcd {
         what: String,
-        #[source]
         source: etcd_client::Error,
     },
     #[error("{0}: timed out")]
