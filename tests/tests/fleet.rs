@@ -860,3 +860,102 @@ fn a_port_follows_its_interface_going_and_coming_back() {
     assert!(eventually(10, || legit_delivered(h.vm(1), h.vm(2))));
     assert_eq!(spoofed_delivered(h.vm(1), h.vm(2), 3), 0);
 }
+
+#[test]
+fn fleet_and_agent_refuse_bad_input_in_one_line_before_connecting() {
+    // Nothing listens on this address: every refusal below happens first.
+    let ep = ["--endpoints", "http://192.0.2.1:9"];
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "fleet",
+                ep[0],
+                ep[1],
+                "put",
+                "hv/1",
+                "p1",
+                "--iface",
+                "vm1",
+                "--mac",
+                "02:00:00:00:00:01",
+            ],
+            "invalid host",
+        ),
+        (
+            &[
+                "fleet",
+                ep[0],
+                ep[1],
+                "put",
+                "hv1",
+                "..",
+                "--iface",
+                "vm1",
+                "--mac",
+                "02:00:00:00:00:01",
+            ],
+            "invalid port id",
+        ),
+        (
+            &[
+                "fleet", ep[0], ep[1], "put", "hv1", "p1", "--iface", "vm1", "--mac", "zz",
+            ],
+            "zz",
+        ),
+        (
+            &[
+                "fleet",
+                ep[0],
+                ep[1],
+                "put",
+                "hv1",
+                "p1",
+                "--value",
+                "{\"schema\":2,\"iface\":\"vm1\",\"mac\":\"02:00:00:00:00:01\"}",
+            ],
+            "schema",
+        ),
+        (
+            &["fleet", "--endpoints", "etcd:2379", "get", "hv1"],
+            "invalid etcd endpoint",
+        ),
+        (
+            &[
+                "fleet",
+                ep[0],
+                ep[1],
+                "--cert",
+                "/nonexistent",
+                "get",
+                "hv1",
+            ],
+            "--cert and --key",
+        ),
+        (&["agent", "--host", "hv 1", ep[0], ep[1]], "invalid host"),
+        (
+            &[
+                "agent",
+                "--host",
+                "hv1",
+                ep[0],
+                ep[1],
+                "--relist-interval",
+                "0",
+            ],
+            "--relist-interval",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = std::process::Command::new(cli::bin())
+            .args(*args)
+            .output()
+            .expect("run portguard");
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(cli::one_line_error(&o), "{args:?}: {o:?}");
+        assert!(
+            cli::stderr(&o).contains(want),
+            "{args:?}: {}",
+            cli::stderr(&o)
+        );
+    }
+}
