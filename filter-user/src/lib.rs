@@ -11,6 +11,7 @@ pub mod clock;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod fleet;
 pub mod iface;
 pub mod lifecycle;
 pub mod logfile;

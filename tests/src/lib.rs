@@ -2,6 +2,7 @@ pub mod bench;
 pub mod bigtcp;
 pub mod cli;
 pub mod difftest;
+pub mod etcd;
 pub mod frames;
 pub mod gen;
 pub mod netns;

@@ -56,6 +56,33 @@ pub fn run(guarded: bool) -> Result<ExitCode> {
     }
 }
 
+/// `cargo xtask demo --fleet`: tests/src/bin/fleet_demo.rs, which reuses
+/// the etcd cluster and namespace harness of the fleet tests.
+pub fn run_fleet() -> Result<ExitCode> {
+    if !is_root() {
+        return reexec_as_root("cargo xtask demo --fleet");
+    }
+    setup::run(Privilege::Require)?;
+    println!("demo: building portguard and the fleet demo");
+    util::run(&mut cargo(["build", "--quiet", "-p", "filter-user"]))?;
+    let bin = target_dir().join("debug/portguard");
+    let mut cmd = cargo([
+        "run",
+        "--quiet",
+        "-p",
+        "portguard-tests",
+        "--bin",
+        "fleet_demo",
+    ]);
+    cmd.env("PORTGUARD_BIN", &bin);
+    let st = cmd.status().context("running the fleet demo")?;
+    Ok(if st.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn indent(s: &str) {
     for l in s.lines() {
         println!("    {l}");

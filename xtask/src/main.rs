@@ -46,6 +46,10 @@ enum Cmd {
         /// Control run: the same traffic without portguard (every attack should then get through).
         #[arg(long)]
         no_portguard: bool,
+        /// The fleet demo instead: a 3-member etcd, two hypervisors with
+        /// `portguard agent`, bindings through `portguard fleet`, a leader killed.
+        #[arg(long, conflicts_with = "no_portguard")]
+        fleet: bool,
     },
     /// Differential fuzzing of the XDP program against the reference model.
     Fuzz {
@@ -82,7 +86,16 @@ fn main() -> ExitCode {
         }
         Cmd::Test { vm: false } => test::run(),
         Cmd::Test { vm: true } => test::run_vm(),
-        Cmd::Demo { no_portguard } => demo::run(!no_portguard),
+        Cmd::Demo {
+            no_portguard,
+            fleet,
+        } => {
+            if fleet {
+                demo::run_fleet()
+            } else {
+                demo::run(!no_portguard)
+            }
+        }
         Cmd::Fuzz { frames, seed, rest } => {
             let mut args: Vec<OsString> = Vec::new();
             if let Some(n) = frames {
@@ -105,6 +118,22 @@ fn main() -> ExitCode {
                 args.extend(["--json".into(), f.into_os_string()]);
             }
             args.extend(rest);
+            // The fleet section runs `portguard agent` as a process: a release one.
+            if std::env::var_os("PORTGUARD_BIN").is_none() {
+                let built = util::run(&mut util::cargo([
+                    "build",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "filter-user",
+                ]));
+                if built.is_ok() {
+                    std::env::set_var(
+                        "PORTGUARD_BIN",
+                        util::target_dir().join("release/portguard"),
+                    );
+                }
+            }
             build::forward("bench", args)
         }
     };

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod apply;
 mod attach;
 mod audit;
@@ -11,6 +12,7 @@ mod bind;
 mod daemon;
 mod detach;
 mod events;
+mod fleet;
 mod metrics;
 mod show;
 mod stats;
@@ -66,6 +68,10 @@ pub enum Command {
     Apply(apply::Args),
     /// Run as a daemon: apply a config, re-apply on change/SIGHUP, serve metrics, log events.
     Daemon(daemon::Args),
+    /// Keep this host's ports equal to its bindings in etcd (docs/fleet.md).
+    Agent(agent::Args),
+    /// Put/delete/get bindings in etcd and show every agent's status.
+    Fleet(fleet::Args),
 }
 
 /// What every subcommand gets besides its own arguments.
@@ -120,6 +126,8 @@ pub fn run() -> Result<()> {
         Command::Audit(a) => audit::run(&ctx, a),
         Command::Apply(a) => apply::run(&ctx, a),
         Command::Daemon(a) => daemon::run(&ctx, a),
+        Command::Agent(a) => agent::run(&ctx, a),
+        Command::Fleet(a) => fleet::run(&ctx, a),
     }
 }
 

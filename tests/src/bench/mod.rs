@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 pub mod control;
+pub mod fleet;
 pub mod live;
 pub mod modes;
 pub mod nft;
@@ -64,7 +65,7 @@ pub struct Opts {
     pub cpu: usize,
 }
 
-const USAGE: &str = "usage: bench [--quick] [--json FILE] [--md FILE] [--svg FILE] [--only a,profile,a2,b,c,d,control]
+const USAGE: &str = "usage: bench [--quick] [--json FILE] [--md FILE] [--svg FILE] [--only a,profile,a2,b,c,d,control,fleet]
 
 Runs portguard's data-path and control-plane benchmarks (root needed) and writes
 a markdown table (default bench/results.md), JSON (default bench/results.json)
@@ -80,7 +81,7 @@ impl Opts {
         let mut json = root.join("results.json");
         let mut md = root.join("results.md");
         let mut svg = root.join("scaling.svg");
-        let mut tiers: Vec<String> = ["a", "profile", "a2", "b", "c", "d", "control"]
+        let mut tiers: Vec<String> = ["a", "profile", "a2", "b", "c", "d", "control", "fleet"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -175,6 +176,7 @@ pub struct Results {
     pub nft_install: Vec<(u32, f64)>,
     pub c: Option<Value>,
     pub d: Option<tier_d::TierD>,
+    pub fleet: Option<Value>,
     pub notes: Vec<String>,
 }
 
@@ -312,6 +314,13 @@ fn run(args: Vec<String>) -> Result<()> {
                 eprintln!("bench: Tier D failed: {e:#}");
                 r.notes.push(format!("Tier D failed: {e:#}"));
             }
+        }
+    }
+    if o.tier("fleet") {
+        eprintln!("bench: fleet (etcd + portguard agent)");
+        match fleet::run(o.quick) {
+            Ok(v) => r.fleet = Some(v),
+            Err(e) => r.notes.push(format!("fleet failed: {e:#}")),
         }
     }
     r.elapsed_s = t0.elapsed().as_secs_f64();

@@ -206,6 +206,9 @@ pub fn json(o: &Opts, r: &Results) -> Value {
             }));
         }
     }
+    if let Some(f) = &r.fleet {
+        ratios.extend(super::fleet::ratios(f));
+    }
     json!({
         "machine": r.machine,
         "started": r.started,
@@ -240,6 +243,7 @@ pub fn json(o: &Opts, r: &Results) -> Value {
         },
         "tier_c": r.c,
         "tier_d": r.d.as_ref().map(|d| d.json()),
+        "fleet": r.fleet,
         "notes": r.notes,
     })
 }
@@ -529,6 +533,9 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
     }
     if let Some(d) = &r.d {
         tier_d_markdown(&mut s, d);
+    }
+    if let Some(f) = &r.fleet {
+        s.push_str(&super::fleet::markdown(f));
     }
     for n in &r.notes {
         let _ = writeln!(s, "Note: {n}\n");
