@@ -10,7 +10,7 @@ use std::sync::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    audit::one_line,
+    error::one_line,
     lifecycle::{reconcile, LinkEvent, Options, Reconciler},
     state::{self, Port, State},
 };

@@ -629,6 +629,7 @@ mod tests {
             ifname: name.into(),
             tenant: String::new(),
             attach_mode: 0,
+            attach_reason: 0,
             slot: 1,
             generation: 1,
             binding,
