@@ -11,6 +11,7 @@ mod bind;
 mod daemon;
 mod detach;
 mod events;
+mod gen_docs;
 mod metrics;
 mod show;
 mod stats;
@@ -66,6 +67,9 @@ pub enum Command {
     Apply(apply::Args),
     /// Run as a daemon: apply a config, re-apply on change/SIGHUP, serve metrics, log events.
     Daemon(daemon::Args),
+    /// Write shell completions and man pages (`cargo xtask docs` runs it).
+    #[command(hide = true)]
+    GenDocs(gen_docs::Args),
 }
 
 /// What every subcommand gets besides its own arguments.
@@ -111,6 +115,7 @@ pub fn run() -> Result<()> {
         Command::Audit(a) => audit::run(&ctx, a),
         Command::Apply(a) => apply::run(&ctx, a),
         Command::Daemon(a) => daemon::run(&ctx, a),
+        Command::GenDocs(a) => gen_docs::run(a),
     }
 }
 
