@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long)]
     pub follow: bool,
     /// One JSON object per line instead of text.
-    #[arg(long)]
+    #[arg(short = 'j', long)]
     pub json: bool,
     /// Also write each event's captured frame head to a pcap file (`-` = stdout, then nothing else is printed there).
     #[arg(long, value_name = "FILE")]
