@@ -18,9 +18,17 @@ impl Log for StderrLog {
     }
 
     fn log(&self, r: &Record) {
-        if !self.enabled(r.metadata()) {
-            return;
+        if self.enabled(r.metadata()) {
+            // One write per line: concurrent threads' lines do not interleave.
+            let _ = std::io::stderr().lock().write_all(self.line(r).as_bytes());
         }
+    }
+
+    fn flush(&self) {}
+}
+
+impl StderrLog {
+    fn line(&self, r: &Record) -> String {
         let (priority, label) = match r.level() {
             Level::Error => (3, "error: "),
             Level::Warn => (4, "warning: "),
@@ -32,11 +40,8 @@ impl Log for StderrLog {
             line.push_str(&format!("<{priority}>"));
         }
         line.push_str(&format!("{}: {label}{}\n", self.prefix, r.args()));
-        // One write per line: concurrent threads' lines do not interleave.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        line
     }
-
-    fn flush(&self) {}
 }
 
 /// Whether stderr is the journal's stream (`JOURNAL_STREAM` = `dev:ino` of it).
@@ -58,5 +63,39 @@ pub fn init(prefix: &'static str) {
     });
     if log::set_boxed_logger(logger).is_ok() {
         log::set_max_level(LevelFilter::Info);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(journal: bool, level: Level, msg: &str) -> String {
+        let l = StderrLog {
+            prefix: "portguard daemon",
+            journal,
+        };
+        l.line(
+            &Record::builder()
+                .level(level)
+                .args(format_args!("{msg}"))
+                .build(),
+        )
+    }
+
+    #[test]
+    fn lines_carry_the_level() {
+        assert_eq!(
+            line(false, Level::Info, "applied x"),
+            "portguard daemon: applied x\n"
+        );
+        assert_eq!(
+            line(false, Level::Warn, "audit log: full"),
+            "portguard daemon: warning: audit log: full\n"
+        );
+        assert_eq!(
+            line(true, Level::Error, "NOT applied"),
+            "<3>portguard daemon: error: NOT applied\n"
+        );
     }
 }

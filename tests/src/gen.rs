@@ -21,7 +21,7 @@
 //!
 //! **Storm control is disabled in every generated binding** (broadcast,
 //! multicast and ARP limits are 0 = unlimited). Rate limits depend on the
-//! kernel's clock (`bpf_ktime_get_ns`), which a differential run cannot
+//! kernel's clock (jiffies, `bpf_jiffies64`), which a differential run cannot
 //! control, so a frame's verdict would depend on how fast the test runs.
 //! Storm control is covered separately: the GCRA itself by the deterministic
 //! model (`portguard::model::Gcra`, unit-tested against `RateCfg`), and the

@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long)]
     pub skip_missing: bool,
     /// Print the plan (and the result) as JSON.
-    #[arg(long)]
+    #[arg(short = 'j', long)]
     pub json: bool,
 }
 

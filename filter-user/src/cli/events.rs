@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long)]
     pub follow: bool,
     /// One JSON object per line instead of text.
-    #[arg(long)]
+    #[arg(short = 'j', long)]
     pub json: bool,
     /// Also write each event's captured frame head to a pcap file (`-` = stdout, then nothing else is printed there).
     #[arg(long, value_name = "FILE")]
@@ -57,6 +57,52 @@ fn stop_on_signals(stop: &Arc<AtomicBool>) -> Result<()> {
         flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(stop))
             .context("installing a signal handler")?;
         flag::register(sig, Arc::clone(stop)).context("installing a signal handler")?;
+    }
+    Ok(())
+}
+
+type Pcap = PcapWriter<Box<dyn Write>>;
+
+/// The `--pcap` writer (`-` = stdout), its header already written out.
+fn open_pcap(a: &Args) -> Result<Option<Pcap>> {
+    let Some(f) = &a.pcap else {
+        return Ok(None);
+    };
+    let out: Box<dyn Write> = if f.as_os_str() == "-" {
+        Box::new(BufWriter::new(io::stdout()))
+    } else {
+        let file =
+            File::create(f).with_context(|| format!("cannot create pcap file {}", f.display()))?;
+        Box::new(BufWriter::new(file))
+    };
+    let precision = if a.pcap_micro {
+        Precision::Micro
+    } else {
+        Precision::Nano
+    };
+    let mut w = PcapWriter::new(out, precision).context("writing the pcap header")?;
+    w.flush().context("writing the pcap header")?;
+    Ok(Some(w))
+}
+
+/// `--iface` must name a port of the pin dir or an existing interface.
+fn check_iface(p: &Pinned, i: &str) -> Result<()> {
+    let known = p.ports()?.iter().any(|x| x.ifname == i) || iface::index(i).is_ok();
+    if !known {
+        bail!(
+            "unknown interface {i:?} (not a port in {})",
+            p.dir().display()
+        );
+    }
+    Ok(())
+}
+
+fn flush(text: Option<&mut BufWriter<io::Stdout>>, pcap: Option<&mut Pcap>) -> io::Result<()> {
+    if let Some(t) = text {
+        t.flush()?;
+    }
+    if let Some(w) = pcap {
+        w.flush()?;
     }
     Ok(())
 }
@@ -102,13 +148,7 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
     let mut names = PortNames::new();
     names.refresh(&p)?;
     if let Some(i) = &a.iface {
-        let known = p.ports()?.iter().any(|x| &x.ifname == i) || iface::index(i).is_ok();
-        if !known {
-            bail!(
-                "unknown interface {i:?} (not a port in {})",
-                pin_dir.display()
-            );
-        }
+        check_iface(&p, i)?;
     }
     let filter = EventFilter {
         iface: a.iface.clone(),
@@ -117,26 +157,7 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
     let mut reader = EventReader::open(&mut p)?;
 
     let pcap_to_stdout = a.pcap.as_deref().is_some_and(|f| f.as_os_str() == "-");
-    let precision = if a.pcap_micro {
-        Precision::Micro
-    } else {
-        Precision::Nano
-    };
-    let mut pcap: Option<PcapWriter<Box<dyn Write>>> = match &a.pcap {
-        None => None,
-        Some(f) => {
-            let out: Box<dyn Write> = if pcap_to_stdout {
-                Box::new(BufWriter::new(io::stdout()))
-            } else {
-                let file = File::create(f)
-                    .with_context(|| format!("cannot create pcap file {}", f.display()))?;
-                Box::new(BufWriter::new(file))
-            };
-            let mut w = PcapWriter::new(out, precision).context("writing the pcap header")?;
-            w.flush().context("writing the pcap header")?;
-            Some(w)
-        }
-    };
+    let mut pcap = open_pcap(&a)?;
     let mut text: Option<BufWriter<io::Stdout>> = if pcap_to_stdout {
         None
     } else {
@@ -190,15 +211,7 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
             limit.is_none_or(|n| seen < n)
         });
         // Flush every batch so followers (and a killed process) see whole records.
-        let flushed = (|| -> io::Result<()> {
-            if let Some(t) = text.as_mut() {
-                t.flush()?;
-            }
-            if let Some(w) = pcap.as_mut() {
-                w.flush()?;
-            }
-            Ok(())
-        })();
+        let flushed = flush(text.as_mut(), pcap.as_mut());
         if let Err(e) = flushed {
             out_err.get_or_insert(e);
         }

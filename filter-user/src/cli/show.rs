@@ -6,7 +6,7 @@ pub struct Args {
     /// Only this interface (default: every bound or attached port).
     pub iface: Option<String>,
     /// One JSON array of port objects (see the README for the keys).
-    #[arg(long)]
+    #[arg(short = 'j', long)]
     pub json: bool,
 }
 

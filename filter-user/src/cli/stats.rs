@@ -25,7 +25,7 @@ pub struct Args {
     /// Only this interface (default: every bound or attached port).
     pub iface: Option<String>,
     /// One JSON array of counter objects (one line per refresh with --watch).
-    #[arg(long)]
+    #[arg(short = 'j', long)]
     pub json: bool,
     /// Refresh every SECS seconds, showing per-second rates.
     #[arg(long, value_name = "SECS")]
