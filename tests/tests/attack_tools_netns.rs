@@ -418,12 +418,16 @@ fn dhcp_starvation_yersinia_and_scapy() {
     let pool = ["--dhcp-range=192.0.2.100,192.0.2.104,255.255.255.0,10m"];
     let conf = "timeout 6;\ninitial-interval 1;\n";
     let am = f::mac_str(&attacker.mac());
+    // yersinia writes its log to the working directory unless told otherwise.
+    let ylog = tmp.s("yersinia.log");
     let attack = |server: &mut Proc| {
         tool(
             attacker,
             2,
             &[
                 "yersinia",
+                "-l",
+                &ylog,
                 "dhcp",
                 "-attack",
                 "1",
