@@ -1,6 +1,7 @@
 //! IPv6 first-hop security: header sanity, extension-header walk, source
 //! address (bound, EUI-64 link-local, `::` only for DAD NS / MLDv2 report),
-//! ND inspection, RA guard and DHCPv6 server guard.
+//! ND inspection (DAD only for the port's own targets) and RA guard; the
+//! fragment rules are in `frag`, DHCPv6 by content in `dhcp`.
 use filter_common::{PortConfig, Reason, MAX_IPV6_EXT_HEADERS, MAX_ND_OPTIONS};
 
 use crate::{

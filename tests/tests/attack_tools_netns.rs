@@ -1,6 +1,6 @@
 //! First-hop attacks driven by real attack tools (docs/policy.md "DHCP",
-//! "Fragments", section 6.8): THC-IPv6 (`atk6-*`), yersinia, hping3 and
-//! scapy (/usr/bin/python3), against real victims (ISC dhclient, dnsmasq,
+//! "Fragments", section 6.8): THC-IPv6 (`atk6-*`), yersinia, hping3,
+//! dsniff and scapy (/usr/bin/python3), against real victims (ISC dhclient, dnsmasq,
 //! the kernel's DAD and RA handling) in network namespaces behind a bridge.
 //!
 //! Every attack is first run against an unprotected port (nothing attached)
@@ -18,7 +18,9 @@
 //! records as leases: the pool exhaustion is scapy; the RELEASE naming a
 //! neighbour's client identifier is scapy (yersinia sets no option 61).
 //!
-//! Needs root, thc-ipv6, yersinia, hping3, dnsmasq, dhclient, nft and
+//! dsniff's arpspoof is a regression case (ARP poisoning was stopped before).
+//!
+//! Needs root, thc-ipv6, yersinia, hping3, dsniff, dnsmasq, dhclient, nft and
 //! python3-scapy (`cargo xtask setup`). About 60 s with two test threads.
 use std::{
     fs,
@@ -416,12 +418,16 @@ fn dhcp_starvation_yersinia_and_scapy() {
     let pool = ["--dhcp-range=192.0.2.100,192.0.2.104,255.255.255.0,10m"];
     let conf = "timeout 6;\ninitial-interval 1;\n";
     let am = f::mac_str(&attacker.mac());
+    // yersinia writes its log to the working directory unless told otherwise.
+    let ylog = tmp.s("yersinia.log");
     let attack = |server: &mut Proc| {
         tool(
             attacker,
             2,
             &[
                 "yersinia",
+                "-l",
+                &ylog,
                 "dhcp",
                 "-attack",
                 "1",
@@ -885,6 +891,58 @@ fn hping3_tiny_tcp_fragments() {
     );
     assert!(
         dropped(&lab, attacker, "malformed") >= 6,
+        "{:?}",
+        lab.counters(attacker)
+    );
+}
+
+// ------------------------------------------------------------------ ARP (dsniff)
+
+/// The MAC the VM's neighbour table holds for `addr`.
+fn neigh4(vm: &Vm, addr: &str) -> Option<String> {
+    let out = ip(&vm.ns, &["-j", "neigh", "show", addr, "dev", "eth0"]);
+    let v: Value = serde_json::from_str(&out).ok()?;
+    v.get(0)?.get("lladdr")?.as_str().map(str::to_string)
+}
+
+/// dsniff's arpspoof (regression: ARP poisoning was stopped before this
+/// work): unprotected, the victim's entry for vm3 is rewritten to the
+/// attacker's MAC; guarded, it keeps vm3's (`arp_spoof`).
+#[test]
+fn dsniff_arpspoof() {
+    need_tools(&["arpspoof"]);
+    let lab = Lab::new(3);
+    let (victim, attacker, other) = (lab.vm(1), lab.vm(2), lab.vm(3));
+    let real = f::mac_str(&other.mac());
+    let am = f::mac_str(&attacker.mac());
+    // Looked at while arpspoof runs: on exit it re-announces the real MAC.
+    let poisoned = || {
+        must_ok(
+            &victim.run(&["ping", "-c", "1", "-W", "2", "192.0.2.3"]),
+            "ping vm3",
+        );
+        assert_eq!(neigh4(victim, "192.0.2.3").as_deref(), Some(real.as_str()));
+        thread::scope(|s| {
+            let h = s.spawn(|| {
+                tool(
+                    attacker,
+                    5,
+                    &["arpspoof", "-i", "eth0", "-t", "192.0.2.1", "192.0.2.3"],
+                )
+            });
+            let hit = eventually(4, || {
+                neigh4(victim, "192.0.2.3").as_deref() == Some(am.as_str())
+            });
+            let _ = h.join();
+            hit
+        })
+    };
+    assert!(poisoned(), "control: arpspoof did not poison the victim");
+    victim.run(&["ip", "neigh", "flush", "dev", "eth0"]);
+    guard(&lab, attacker, &["192.0.2.2"]);
+    assert!(!poisoned(), "arpspoof poisoned the victim");
+    assert!(
+        dropped(&lab, attacker, "arp_spoof") > 0,
         "{:?}",
         lab.counters(attacker)
     );
