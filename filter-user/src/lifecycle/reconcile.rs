@@ -303,7 +303,11 @@ impl Reconciler {
         let (ino, mut p) = match self.pinned.take() {
             Some((i, p)) if Some(i) == ino => (i, p),
             _ => {
-                let p = Pinned::open(&dir)?;
+                let mut p = Pinned::open(&dir)?;
+                // Verified now, not when the first interface appears (that
+                // costs ~0.1-0.5 s); a failure shows again at attach time.
+                let _ = p.program();
+                let _ = p.vlan_program();
                 (maps_ino(&dir).unwrap_or(0), p)
             }
         };

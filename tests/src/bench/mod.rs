@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 pub mod control;
+pub mod lifecycle;
 pub mod live;
 pub mod nft;
 pub mod profile;
@@ -158,6 +159,8 @@ pub struct Results {
     pub breakdown: Option<Value>,
     pub nft_install: Vec<(u32, f64)>,
     pub c: Option<Value>,
+    /// Ports that come and go (control tier).
+    pub lifecycle: Option<Value>,
     pub notes: Vec<String>,
 }
 
@@ -270,6 +273,10 @@ fn run(args: Vec<String>) -> Result<()> {
             }
         }
         r.nft_install.sort_by_key(|x| x.0);
+    }
+    if o.tier("control") || o.tier("lifecycle") {
+        eprintln!("bench: ports that come and go (RTM_NEWLINK -> enforced, leaks)");
+        r.lifecycle = Some(lifecycle::run(&o)?);
     }
     if o.tier("c") {
         eprintln!(
