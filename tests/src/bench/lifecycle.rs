@@ -200,7 +200,8 @@ pub fn run(o: &Opts) -> Result<Value> {
     )?;
     sys::ip(&host.name, &["link", "set", "br0", "up"])?;
     let trials = if o.quick { 5 } else { 20 };
-    let delays = [0u64, 50];
+    // (sender delay after `up`, whole sequence in one `ip -batch`).
+    let delays = [(0u64, false), (50, false), (0, true)];
     let lat_names: Vec<String> = (0..CREATIONS).map(|i| format!("lc{i}")).collect();
     let leak_names: Vec<String> = (0..trials * delays.len())
         .map(|i| format!("lk{i}"))
@@ -265,25 +266,45 @@ pub fn run(o: &Opts) -> Result<Value> {
         // 2. Leaks with a sender starting `delay` ms after `ip link set up`.
         let mut leak = Vec::new();
         let mut k = 0;
-        for &delay in &delays {
+        for &(delay, batched) in &delays {
             let (mut sent, mut leaked, mut before_up) = (0u64, 0u64, Vec::new());
             for _ in 0..trials {
                 let n = &leak_names[k];
                 let i = lat_names.len() + k;
                 k += 1;
                 let peer = format!("v{k}");
-                sys::ip(
-                    &host.name,
-                    &[
-                        "link", "add", n, "type", "veth", "peer", "name", &peer, "netns", &vm.name,
-                    ],
-                )?;
-                sys::ip(
-                    &vm.name,
-                    &["link", "set", &peer, "address", &mac_str(i), "up"],
-                )?;
-                sys::ip(&host.name, &["link", "set", n, "master", "br0"])?;
-                sys::ip(&host.name, &["link", "set", n, "up"])?;
+                // The "VM" end: its own namespace, or (batched) the host's,
+                // so that one `ip` process does everything.
+                let sender_ns = if batched { &host.name } else { &vm.name };
+                if batched {
+                    let bf = std::env::temp_dir()
+                        .join(format!("{}-{}-up", sys::PREFIX, std::process::id()));
+                    std::fs::write(
+                        &bf,
+                        format!(
+                            "link add {n} type veth peer name {peer} address {}\n\
+                             link set {peer} up\nlink set {n} master br0\nlink set {n} up\n",
+                            mac_str(i)
+                        ),
+                    )?;
+                    let r = sys::ip(&host.name, &["-batch", &bf.display().to_string()]);
+                    let _ = std::fs::remove_file(&bf);
+                    r?;
+                } else {
+                    sys::ip(
+                        &host.name,
+                        &[
+                            "link", "add", n, "type", "veth", "peer", "name", &peer, "netns",
+                            &vm.name,
+                        ],
+                    )?;
+                    sys::ip(
+                        &vm.name,
+                        &["link", "set", &peer, "address", &mac_str(i), "up"],
+                    )?;
+                    sys::ip(&host.name, &["link", "set", n, "master", "br0"])?;
+                    sys::ip(&host.name, &["link", "set", n, "up"])?;
+                }
                 let t_up = Instant::now();
                 // Bound after `up` (a socket bound to a down interface reports
                 // ENETDOWN); the sender starts after this returns.
@@ -300,7 +321,7 @@ pub fn run(o: &Opts) -> Result<Value> {
                         b"pg-leak",
                     ),
                 );
-                let (vm_ns, peer2, fr) = (vm.name.clone(), peer.clone(), frame.clone());
+                let (vm_ns, peer2, fr) = (sender_ns.clone(), peer.clone(), frame.clone());
                 let start = t_up + Duration::from_millis(delay);
                 let s = thread::spawn(move || spoofer(vm_ns, peer2, fr, start))
                     .join()
@@ -322,6 +343,7 @@ pub fn run(o: &Opts) -> Result<Value> {
             }
             leak.push(json!({
                 "delay_ms": delay,
+                "one_ip_batch": batched,
                 "trials": trials,
                 "spoofed_sent": sent,
                 "spoofed_leaked": leaked,
@@ -362,8 +384,13 @@ pub fn markdown(s: &mut String, v: &Value) {
     for l in v["leak"].as_array().into_iter().flatten() {
         let _ = writeln!(
             s,
-            "| {} ms | {} | {} | {} | {} |",
+            "| {} ms{} | {} | {} | {} | {} |",
             l["delay_ms"],
+            if l["one_ip_batch"] == true {
+                " (create, bridge, up in one `ip -batch`)"
+            } else {
+                ""
+            },
             l["trials"],
             l["spoofed_sent"],
             l["spoofed_leaked"],
