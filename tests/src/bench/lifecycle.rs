@@ -277,8 +277,11 @@ pub fn run(o: &Opts) -> Result<Value> {
                 // so that one `ip` process does everything.
                 let sender_ns = if batched { &host.name } else { &vm.name };
                 if batched {
-                    let bf = std::env::temp_dir()
-                        .join(format!("{}-{}-up", sys::PREFIX, std::process::id()));
+                    let bf = std::env::temp_dir().join(format!(
+                        "{}-{}-up",
+                        sys::PREFIX,
+                        std::process::id()
+                    ));
                     std::fs::write(
                         &bf,
                         format!(
