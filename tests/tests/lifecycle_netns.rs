@@ -950,3 +950,35 @@ fn reconciler_api() {
         });
     });
 }
+
+/// Bad daemon input: a one-line error naming the problem, non-zero exit,
+/// nothing started.
+#[test]
+fn daemon_refuses_bad_guards_and_intervals() {
+    let env = Env::new(0);
+    env.write_config("[[guard]]\niface = \"vnet*\"\n\n[[guard]]\niface = \"*\"\n");
+    let config = env.config().display().to_string();
+    let o = env.pg(&["daemon", "--config", &config]);
+    assert!(!o.status.success());
+    assert!(cli::one_line_error(&o), "{}", cli::stderr(&o));
+    let e = cli::stderr(&o);
+    assert!(
+        e.contains("line 4")
+            && e.contains("guard[1].iface")
+            && e.contains("matches every interface"),
+        "{e}"
+    );
+    env.write_config("[[guard]]\niface = \"vnet*\"\n");
+    let o = env.pg(&["daemon", "--config", &config, "--resync-interval", "0"]);
+    assert!(!o.status.success());
+    assert!(cli::one_line_error(&o), "{}", cli::stderr(&o));
+    assert!(
+        cli::stderr(&o).contains("--resync-interval"),
+        "{}",
+        cli::stderr(&o)
+    );
+    assert!(
+        !env.lab.pin_dir.join("maps").exists(),
+        "something was created"
+    );
+}
