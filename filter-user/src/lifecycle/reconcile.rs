@@ -464,11 +464,16 @@ impl Reconciler {
                 "+ {name}: guard {g:?}: attached fail-closed (unbound_port) until a binding arrives"
             ));
         }
-        p.edit_record(ifindex, |c| {
-            if c.flags & flags::BOUND == 0 {
-                c.flags |= flags::GUARDED;
-            }
-        })?;
+        // Marked once (an edit is a record flip); a bound record never is.
+        if p.config(ifindex)?
+            .is_some_and(|c| c.flags & (flags::BOUND | flags::GUARDED) == 0)
+        {
+            p.edit_record(ifindex, |c| {
+                if c.flags & flags::BOUND == 0 {
+                    c.flags |= flags::GUARDED;
+                }
+            })?;
+        }
         Ok(())
     }
 
