@@ -10,7 +10,6 @@
 //! tells which interfaces are attached.
 use std::{
     fs,
-    os::fd::AsRawFd,
     path::{Path, PathBuf},
 };
 
@@ -23,7 +22,7 @@ use aya::programs::{
 };
 use filter_common::{ATTACH_GENERIC, ATTACH_NATIVE};
 
-use crate::{iface, pinned::Pinned};
+use crate::{iface, pinned::Pinned, sys};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestedMode {
@@ -355,44 +354,9 @@ pub fn pinned_link_ifindex(path: &Path) -> std::io::Result<u32> {
 }
 
 /// The type and ifindex (0 once its interface is gone) of an XDP or tcx link
-/// pinned at `path`.
+/// pinned at `path`, via BPF_OBJ_GET + BPF_OBJ_GET_INFO_BY_FD.
 pub fn pinned_link_info(path: &Path) -> std::io::Result<(u32, u32)> {
-    use std::os::unix::ffi::OsStrExt;
-    const BPF_OBJ_GET: libc::c_long = 7;
-    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    let mut attr = [0u64; 16];
-    attr[0] = c.as_ptr() as u64;
-    // SAFETY: bpf(2) with a zeroed attr holding a valid NUL-terminated path.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(&attr),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this fd to us.
-    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
-    let mut info = [0u32; 32];
-    let mut attr = [0u64; 16];
-    attr[0] = fd.as_raw_fd() as u64 | ((std::mem::size_of_val(&info) as u64) << 32);
-    attr[1] = info.as_mut_ptr() as u64;
-    // SAFETY: bpf(2) writing at most info_len bytes into `info`.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET_INFO_BY_FD,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(&attr),
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let info = sys::bpf_link_info(sys::bpf_obj_get(path)?)?;
     // struct bpf_link_info { u32 type, id, prog_id; union (8-aligned) {
     //     xdp { u32 ifindex }, tcx { u32 ifindex, attach_type } } }
     match info[0] {

@@ -11,20 +11,16 @@
 //!  "result":"ok"}                  // or "failed" plus "error":"..."
 //! ```
 use std::{
-    ffi::CStr,
-    fs::{self, DirBuilder, File, OpenOptions},
+    fs::File,
     io::{BufRead, BufReader, Write},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
-    os::unix::io::AsRawFd,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::{pinned::Pinned, report};
+use crate::who::Who;
 
 /// Default location (also the default of the global `--audit-log` flag).
 pub const DEFAULT_AUDIT_LOG: &str = "/var/log/portguard/audit.jsonl";
@@ -84,52 +80,6 @@ impl AuditEntry {
     }
 }
 
-/// Who made the change.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Who {
-    pub uid: u32,
-    /// Name from the password database, or the uid as a string if it has none.
-    pub user: String,
-    /// `SUDO_USER` from the environment, when set and non-empty.
-    pub sudo_user: Option<String>,
-}
-
-impl Who {
-    pub fn current() -> Who {
-        // SAFETY: getuid has no preconditions.
-        let uid = unsafe { libc::getuid() };
-        Who {
-            uid,
-            user: user_name(uid).unwrap_or_else(|| uid.to_string()),
-            sudo_user: std::env::var("SUDO_USER").ok().filter(|s| !s.is_empty()),
-        }
-    }
-}
-
-/// The user name of `uid` (getpwuid_r).
-pub fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    loop {
-        // SAFETY: passwd is plain data; buf outlives the call and its length is passed.
-        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut out: *mut libc::passwd = std::ptr::null_mut();
-        let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
-        if rc == libc::ERANGE && buf.len() < (1 << 20) {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || out.is_null() || pw.pw_name.is_null() {
-            return None;
-        }
-        // SAFETY: on success pw_name points at a NUL-terminated string inside buf.
-        return Some(
-            unsafe { CStr::from_ptr(pw.pw_name) }
-                .to_string_lossy()
-                .into_owned(),
-        );
-    }
-}
-
 /// Appender for the audit log at one path.
 #[derive(Clone, Debug)]
 pub struct AuditLog {
@@ -159,63 +109,22 @@ impl AuditLog {
     pub fn append(&self, line: &Value) -> Result<()> {
         let mut text = serde_json::to_string(line)?;
         text.push('\n');
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !dir.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o750)
-                .create(dir)
-                .with_context(|| format!("cannot create audit log directory {}", dir.display()))?;
-        }
-        let existed = self.path.exists();
-        let f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&self.path)
+        let (f, created) = crate::logfile::open_append(&self.path)
             .with_context(|| format!("cannot open audit log {}", self.path.display()))?;
-        let _lock = Flock::exclusive(&f)
+        // Released when `f` is closed, after the fsync.
+        f.lock()
             .with_context(|| format!("cannot lock audit log {}", self.path.display()))?;
         (&f).write_all(text.as_bytes())
             .with_context(|| format!("cannot write audit log {}", self.path.display()))?;
         f.sync_all()
             .with_context(|| format!("cannot fsync audit log {}", self.path.display()))?;
-        if !existed {
-            if let Ok(d) = File::open(dir) {
+        if created {
+            let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Ok(d) = File::open(dir.unwrap_or(Path::new("."))) {
                 let _ = d.sync_all();
             }
         }
         Ok(())
-    }
-}
-
-struct Flock<'a>(&'a File);
-
-impl<'a> Flock<'a> {
-    fn exclusive(f: &'a File) -> std::io::Result<Flock<'a>> {
-        loop {
-            // SAFETY: flock on an fd we own.
-            let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(Flock(f));
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
-    }
-}
-
-impl Drop for Flock<'_> {
-    fn drop(&mut self) {
-        // SAFETY: unlocking an fd we own.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 
@@ -233,7 +142,7 @@ pub fn audited<T>(
     let r = change(&mut entry);
     entry.result = match &r {
         Ok(_) => Ok(()),
-        Err(e) => Err(one_line(e)),
+        Err(e) => Err(crate::error::one_line(e)),
     };
     let logged = log.record(&entry);
     match (r, logged) {
@@ -246,42 +155,15 @@ pub fn audited<T>(
         (Err(e), Err(le)) => {
             // Without root nothing can have changed (and the log is usually
             // not writable): keep the one-line error clean then.
-            // SAFETY: geteuid has no preconditions.
-            if unsafe { libc::geteuid() } == 0 {
-                eprintln!("portguard: warning: audit log: {}", one_line(&le));
+            if rustix::process::geteuid().is_root() {
+                eprintln!(
+                    "portguard: warning: audit log: {}",
+                    crate::error::one_line(&le)
+                );
             }
             Err(e)
         }
     }
-}
-
-/// The port's record as `show --json` shows it (`None` if it has none).
-pub fn port_json(p: &Pinned, ifindex: u32) -> Option<Value> {
-    p.port(ifindex)
-        .ok()
-        .flatten()
-        .map(|i| report::show_json(&i))
-}
-
-/// [`port_json`] by interface name: the record whose name matches, else the
-/// record of the kernel's interface of that name.
-pub fn port_json_by_name(p: &Pinned, ifname: &str) -> Option<Value> {
-    if let Ok(ports) = p.ports() {
-        if let Some(i) = ports.iter().find(|i| i.ifname == ifname) {
-            return Some(report::show_json(i));
-        }
-    }
-    crate::iface::index(ifname)
-        .ok()
-        .and_then(|idx| port_json(p, idx))
-}
-
-/// An anyhow chain as one line, like main.rs prints it.
-pub fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
 }
 
 /// What `portguard audit` selects.
@@ -297,7 +179,7 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<FixedOffset>>
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t);
     }
-    let d = parse_duration(s).map_err(|_| {
+    let d = crate::parse::parse_duration(s).map_err(|_| {
         anyhow!("invalid --since {s:?}: expected RFC 3339 (2024-05-01T12:00:00Z) or a duration like 30m, 1h, 2d")
     })?;
     let d = chrono::Duration::from_std(d).map_err(|_| anyhow!("--since {s:?} is too far back"))?;
@@ -305,43 +187,6 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<FixedOffset>>
         .checked_sub_signed(d)
         .ok_or_else(|| anyhow!("--since {s:?} is too far back"))?;
     Ok(t.fixed_offset())
-}
-
-/// `1h30m`, `90s`, `2d`, `1w`, `500ms`; a bare number is seconds.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        bail!("empty duration");
-    }
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(n));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 {
-            bail!("invalid duration {s:?}");
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| anyhow!("invalid duration {s:?}"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.saturating_mul(60)),
-            "h" => Duration::from_secs(n.saturating_mul(3600)),
-            "d" => Duration::from_secs(n.saturating_mul(86400)),
-            "w" => Duration::from_secs(n.saturating_mul(7 * 86400)),
-            _ => bail!("invalid duration unit in {s:?}"),
-        };
-        total = total.saturating_add(d);
-    }
-    Ok(total)
 }
 
 /// Whether a parsed line passes the filter (lines without a parsable `ts`
@@ -451,29 +296,9 @@ pub fn human(v: &Value) -> String {
     line
 }
 
-/// Removes the file (tests).
-pub fn remove(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172800));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("1y").is_err());
-        assert!(parse_duration("").is_err());
-    }
 
     #[test]
     fn since() {

@@ -68,11 +68,13 @@ impl Limit {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// Drop what breaks the binding.
     #[default]
     Enforce,
+    /// Only count what would be dropped (would_drop); every frame passes.
     Monitor,
 }
 

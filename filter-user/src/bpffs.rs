@@ -1,19 +1,13 @@
 //! Making sure the pin directory lives on a BPF filesystem.
-use std::{ffi::CString, os::unix::ffi::OsStrExt, path::Path};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+const BPF_FS_MAGIC: rustix::fs::FsWord = 0xcafe4a11;
 const BPFFS_ROOT: &str = "/sys/fs/bpf";
 
-fn fs_magic(p: &Path) -> Option<i64> {
-    let c = CString::new(p.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statfs writes into the zeroed struct we own.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    Some(st.f_type as i64)
+fn fs_magic(p: &Path) -> Option<rustix::fs::FsWord> {
+    rustix::fs::statfs(p).ok().map(|st| st.f_type)
 }
 
 fn nearest_existing(p: &Path) -> Option<&Path> {
@@ -38,26 +32,17 @@ pub fn ensure(pin_dir: &Path) -> Result<bool> {
     let root = Path::new(BPFFS_ROOT);
     if pin_dir.starts_with(root) && fs_magic(root) != Some(BPF_FS_MAGIC) {
         std::fs::create_dir_all(root).with_context(|| format!("cannot create {BPFFS_ROOT}"))?;
-        let src = CString::new("bpf").unwrap();
-        let target = CString::new(BPFFS_ROOT).unwrap();
-        // SAFETY: plain mount(2) with NUL-terminated strings.
-        let rc = unsafe {
-            libc::mount(
-                src.as_ptr(),
-                target.as_ptr(),
-                src.as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        if rc != 0 {
-            bail!(
-                "bpffs is not mounted at {BPFFS_ROOT} and mounting it failed: {}",
-                std::io::Error::last_os_error()
-            );
+        if let Err(e) = rustix::mount::mount(
+            "bpf",
+            BPFFS_ROOT,
+            "bpf",
+            rustix::mount::MountFlags::empty(),
+            None,
+        ) {
+            bail!("bpffs is not mounted at {BPFFS_ROOT} and mounting it failed: {e}");
         }
-        eprintln!(
-            "warning: bpffs was not mounted; mounted it at {BPFFS_ROOT} (pins there vanish \
+        log::warn!(
+            "bpffs was not mounted; mounted it at {BPFFS_ROOT} (pins there vanish \
              with this mount namespace: run portguard in the host's mount namespace, e.g. \
              `nsenter --net=...` rather than `ip netns exec`)"
         );

@@ -14,10 +14,10 @@
 //! * exits on SIGTERM/SIGINT leaving every pin (and so the enforcement) in place;
 //! * speaks the systemd notify protocol when `NOTIFY_SOCKET` is set (Type=notify).
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::{self, File},
     io::Write,
     net::SocketAddr,
-    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -34,8 +34,9 @@ use tokio::{
 };
 
 use crate::{
-    audit::one_line,
-    events::{ClockOffset, EventReader, PortNames},
+    clock::ClockOffset,
+    error::one_line,
+    events::{EventReader, PortNames},
     lifecycle::{
         netlink,
         reconcile::{self, Reconciler},
@@ -65,10 +66,6 @@ pub struct Options {
     pub resync: Duration,
 }
 
-fn log(msg: impl AsRef<str>) {
-    eprintln!("portguard daemon: {}", msg.as_ref());
-}
-
 /// Identity of the config file's current contents, as far as stat tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Stamp {
@@ -88,6 +85,18 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
+/// The reconciler's lines at their level: failures are errors, audit-log
+/// trouble a warning, the rest (what changed) information.
+fn reconciler_log(m: &str) {
+    if m.contains(" FAILED") || m.starts_with("! ") && m.contains("attach FAILED") {
+        log::error!("{m}");
+    } else if let Some(w) = m.strip_prefix("warning: ") {
+        log::warn!("{w}");
+    } else {
+        log::info!("{m}");
+    }
+}
+
 /// The daemon's reconciler: changes are audited as `apply`.
 pub fn reconciler(o: &Options) -> Reconciler {
     Reconciler::new(
@@ -97,7 +106,7 @@ pub fn reconciler(o: &Options) -> Reconciler {
             prune: o.prune,
             audit_command: "apply".into(),
         },
-        |m| log(m),
+        reconciler_log,
     )
 }
 
@@ -142,16 +151,7 @@ impl RotatingLog {
 
     fn open(&mut self) -> Result<&mut File> {
         if self.file.is_none() {
-            if let Some(d) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-            }
-            let f = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o640)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&self.path)
-                .with_context(|| format!("cannot open {}", self.path.display()))?;
+            let (f, _) = crate::logfile::open_append(&self.path)?;
             self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
             self.file = Some(f);
         }
@@ -213,7 +213,7 @@ fn events_loop(pin_dir: PathBuf, mut log: RotatingLog, stop: Arc<AtomicBool>) {
     let report = |last_err: &mut Option<String>, e: anyhow::Error| {
         let s = one_line(&e);
         if last_err.as_ref() != Some(&s) {
-            self::log(format!("events: {s}"));
+            log::warn!("events: {s}");
             *last_err = Some(s);
         }
     };
@@ -276,10 +276,10 @@ fn events_loop(pin_dir: PathBuf, mut log: RotatingLog, stop: Arc<AtomicBool>) {
 }
 
 fn log_reopen(pin_dir: &Path) {
-    log(format!(
+    log::info!(
         "events: the maps under {} were recreated; reopening the ring buffer",
         pin_dir.display()
-    ));
+    );
 }
 
 // ------------------------------------------------------------ sd_notify
@@ -302,7 +302,7 @@ fn sd_notify(msg: &str) {
         sock.send_to(msg.as_bytes(), Path::new(&path))
     };
     if let Err(e) = r {
-        log(format!("warning: sd_notify: {e}"));
+        log::warn!("sd_notify: {e}");
     }
 }
 
@@ -332,7 +332,7 @@ async fn main_loop(o: Options) -> Result<()> {
     let mut rec = reconciler(&o);
     let mut last = stamp(&o.config);
     match apply_file(&o, &mut rec) {
-        Ok(s) => log(format!("applied {}: {s}", o.config.display())),
+        Ok(s) => log::info!("applied {}: {s}", o.config.display()),
         Err(e) => {
             return Err(e.context(format!("initial apply of {}", o.config.display())));
         }
@@ -344,7 +344,7 @@ async fn main_loop(o: Options) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-        log(format!("serving metrics on http://{addr}/metrics"));
+        log::info!("serving metrics on http://{addr}/metrics");
         let mut rx = stop_rx.clone();
         let pin_dir = o.pin_dir.clone();
         metrics_task = Some(tokio::spawn(async move {
@@ -352,7 +352,7 @@ async fn main_loop(o: Options) -> Result<()> {
                 let _ = rx.wait_for(|s| *s).await;
             };
             if let Err(e) = metrics::serve_on(listener, pin_dir, shutdown).await {
-                log(format!("metrics: {}", one_line(&e)));
+                log::error!("metrics: {}", one_line(&e));
             }
         }));
     }
@@ -362,12 +362,12 @@ async fn main_loop(o: Options) -> Result<()> {
     if let Some(path) = &o.events_log {
         let log_file = RotatingLog::new(path, o.events_log_max_bytes, o.events_log_keep);
         let (pin_dir, stop) = (o.pin_dir.clone(), events_stop.clone());
-        log(format!(
+        log::info!(
             "writing drop events to {} (rotated at {} bytes, {} old file(s) kept)",
             path.display(),
             o.events_log_max_bytes,
             o.events_log_keep
-        ));
+        );
         events_thread = Some(
             thread::Builder::new()
                 .name("events".into())
@@ -395,17 +395,17 @@ async fn main_loop(o: Options) -> Result<()> {
     let reapply = |why: &str, rec: &mut Reconciler| {
         sd_notify("RELOADING=1");
         match apply_file(&o, rec) {
-            Ok(s) => log(format!("{why}: applied {}: {s}", o.config.display())),
-            Err(e) => log(format!(
+            Ok(s) => log::info!("{why}: applied {}: {s}", o.config.display()),
+            Err(e) => log::error!(
                 "{why}: NOT applied, the current state stays: {}",
                 one_line(&e)
-            )),
+            ),
         }
         sd_notify("READY=1");
     };
     let resync = |why: &str, rec: &mut Reconciler| {
         if let Err(e) = rec.resync() {
-            log(format!("{why}: resync: {}", one_line(&e)));
+            log::error!("{why}: resync: {}", one_line(&e));
         }
     };
     let mut missing_reported = false;
@@ -415,17 +415,17 @@ async fn main_loop(o: Options) -> Result<()> {
                 Some(Ok(Received::Events(evs))) => {
                     for ev in &evs {
                         if let Err(e) = rec.on_event(ev) {
-                            log(format!("{}: {}", ev.link().name, one_line(&e)));
+                            log::error!("{}: {}", ev.link().name, one_line(&e));
                         }
                     }
                 }
                 Some(Ok(Received::Overrun)) => {
-                    log("link events were lost (receive queue overrun): full resync");
+                    log::warn!("link events were lost (receive queue overrun): full resync");
                     resync("overrun", &mut rec);
                 }
                 Some(Ok(Received::Timeout)) => {}
                 Some(Err(e)) => {
-                    log(format!("link events: {e}; full resync"));
+                    log::error!("link events: {e}; full resync");
                     resync("link events", &mut rec);
                 }
                 None => anyhow::bail!("the link-event thread stopped"),
@@ -439,7 +439,7 @@ async fn main_loop(o: Options) -> Result<()> {
                 let now = stamp(&o.config);
                 if now.is_none() {
                     if !missing_reported {
-                        log(format!("{} is gone; keeping the current state", o.config.display()));
+                        log::warn!("{} is gone; keeping the current state", o.config.display());
                         missing_reported = true;
                     }
                     continue;
@@ -450,8 +450,8 @@ async fn main_loop(o: Options) -> Result<()> {
                     reapply("config changed", &mut rec);
                 }
             }
-            _ = term.recv() => { log("SIGTERM: exiting; enforcement stays in place"); break; }
-            _ = int.recv() => { log("SIGINT: exiting; enforcement stays in place"); break; }
+            _ = term.recv() => { log::info!("SIGTERM: exiting; enforcement stays in place"); break; }
+            _ = int.recv() => { log::info!("SIGINT: exiting; enforcement stays in place"); break; }
         }
     }
     sd_notify("STOPPING=1");

@@ -9,9 +9,9 @@
 //! `/run/portguard/<escaped pin dir>.events.lock` (bpffs cannot hold regular
 //! files) for as long as it lives.
 //!
-//! The daemon can poll a reader with tokio: `EventReader` implements `AsRawFd`,
-//! so `tokio::io::unix::AsyncFd::new(reader)` works; on readiness call
-//! `guard.get_inner_mut().drain(..)` and `guard.clear_ready()`.
+//! [`EventReader::wait`] blocks in `poll(2)` (the daemon reads events on a
+//! thread of its own); `EventReader` also implements `AsFd` for callers that
+//! want to poll it themselves.
 use std::{
     collections::HashMap,
     fs::{self, File, OpenOptions},
@@ -27,12 +27,15 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::maps::{MapData, RingBuf};
-use chrono::{DateTime, SecondsFormat, Utc};
 use filter_common::{DropEvent, Reason, EVENT_CAPTURE};
 use serde_json::{json, Value};
 use thiserror::Error;
 
-use crate::{parse::Mac, pinned::Pinned};
+use crate::{
+    clock::{rfc3339, ClockOffset},
+    parse::Mac,
+    pinned::Pinned,
+};
 
 /// Where the single-consumer locks live.
 pub const EVENTS_LOCK_DIR: &str = "/run/portguard";
@@ -254,60 +257,6 @@ impl Event {
     }
 }
 
-/// Converts CLOCK_MONOTONIC nanoseconds to wall-clock (CLOCK_REALTIME) ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClockOffset {
-    /// realtime - monotonic, in nanoseconds.
-    pub offset_ns: i128,
-}
-
-fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid clock id and out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
-}
-
-impl ClockOffset {
-    /// Measures the offset now: the realtime read bracketed by the closest
-    /// pair of monotonic reads out of a few tries.
-    pub fn measure() -> ClockOffset {
-        let mut best: Option<(i128, i128)> = None;
-        for _ in 0..5 {
-            let m1 = clock_ns(libc::CLOCK_MONOTONIC);
-            let r = clock_ns(libc::CLOCK_REALTIME);
-            let m2 = clock_ns(libc::CLOCK_MONOTONIC);
-            let gap = m2 - m1;
-            let off = r - (m1 + gap / 2);
-            if best.is_none_or(|(g, _)| gap < g) {
-                best = Some((gap, off));
-            }
-        }
-        ClockOffset {
-            offset_ns: best.map(|b| b.1).unwrap_or(0),
-        }
-    }
-
-    /// Wall-clock nanoseconds since the Unix epoch (clamped at 0).
-    pub fn wall_ns(&self, mono_ns: u64) -> u64 {
-        let w = mono_ns as i128 + self.offset_ns;
-        w.clamp(0, u64::MAX as i128) as u64
-    }
-}
-
-/// RFC 3339 UTC with nanoseconds, e.g. `2024-05-01T12:00:00.123456789Z`.
-pub fn rfc3339(wall_ns: u64) -> String {
-    let secs = (wall_ns / 1_000_000_000) as i64;
-    let nanos = (wall_ns % 1_000_000_000) as u32;
-    match DateTime::<Utc>::from_timestamp(secs, nanos) {
-        Some(t) => t.to_rfc3339_opts(SecondsFormat::Nanos, true),
-        None => format!("{secs}.{nanos:09}"),
-    }
-}
-
 /// What an event's port is called.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PortName {
@@ -446,13 +395,10 @@ impl EventsLock {
             .create(true)
             .truncate(false)
             .mode(0o644)
-            .custom_flags(libc::O_CLOEXEC)
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+        if let Err(e) = file.try_lock() {
+            if let std::fs::TryLockError::Error(e) = e {
                 bail!("cannot lock {}: {e}", path.display());
             }
             // The holder writes its pid right after locking; give it a moment.
@@ -528,22 +474,18 @@ impl EventReader {
     /// Waits up to `timeout` for the ring to become readable (`poll(2)`).
     /// Returns `Ok(false)` on timeout or when interrupted by a signal.
     pub fn wait(&self, timeout: Duration) -> Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.ring.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(&self.ring, PollFlags::IN)];
+        let timeout = Timespec {
+            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(timeout.subsec_nanos()),
         };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(anyhow!("poll on the EVENTS ring buffer: {e}"));
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(n) => Ok(n > 0),
+            // A signal (e.g. SIGINT ending `events --follow`).
+            Err(rustix::io::Errno::INTR) => Ok(false),
+            Err(e) => Err(anyhow!("poll on the EVENTS ring buffer: {e}")),
         }
-        Ok(rc > 0)
     }
 }
 
@@ -630,15 +572,6 @@ mod tests {
         assert_eq!(e.vlan, Some(100));
         assert_eq!(e.orig_len(), EVENT_CAPTURE as u32);
         assert_eq!(decode(&[0u8; 10]), Err(DecodeError::Short(10)));
-    }
-
-    #[test]
-    fn clock_is_sane() {
-        let c = ClockOffset::measure();
-        let mono = clock_ns(libc::CLOCK_MONOTONIC) as u64;
-        let wall = c.wall_ns(mono) as i128;
-        let real = clock_ns(libc::CLOCK_REALTIME);
-        assert!((wall - real).abs() < 50_000_000, "{wall} vs {real}");
     }
 
     #[test]

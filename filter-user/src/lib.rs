@@ -6,10 +6,14 @@ pub mod audit;
 pub mod batch;
 pub mod binding;
 pub mod bpffs;
+pub mod clock;
 pub mod daemon;
+pub mod error;
 pub mod events;
 pub mod iface;
 pub mod lifecycle;
+pub mod logfile;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod parse;
@@ -18,7 +22,9 @@ pub mod pinned;
 pub mod report;
 pub mod spec;
 pub mod state;
+pub mod sys;
 pub mod testrun;
+pub mod who;
 
 pub use filter_common::{Reason, N_REASONS};
 

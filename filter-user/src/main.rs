@@ -4,12 +4,7 @@ mod cli;
 fn main() {
     if let Err(e) = cli::run() {
         // One line naming the problem: the outermost context first, then its causes.
-        let msg = e
-            .chain()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(": ");
-        eprintln!("portguard: error: {msg}");
+        eprintln!("portguard: error: {}", portguard::error::one_line(&e));
         std::process::exit(1);
     }
 }

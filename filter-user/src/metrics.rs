@@ -295,7 +295,7 @@ fn handle(scraper: &Mutex<Scraper>, method: &Method, path: &str) -> Response<Ful
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!(
                         "portguard: cannot read counters: {}\n",
-                        crate::audit::one_line(&e)
+                        crate::error::one_line(&e)
                     ),
                 ),
             }
@@ -335,7 +335,7 @@ pub async fn serve_on(
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    eprintln!("portguard: metrics: accept: {e}");
+                    log::warn!("metrics: accept: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }

@@ -4,6 +4,7 @@ use std::{
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     str::FromStr,
+    time::Duration,
 };
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -29,6 +30,8 @@ pub enum ParseError {
     ReservedEthertype(String),
     #[error("invalid VLAN ID {0:?}: expected 0-4094")]
     Vlan(String),
+    #[error("invalid duration {0:?}: expected e.g. 90s, 15m, 1h30m, 2d, 1w, 500ms")]
+    Duration(String),
 }
 
 /// A MAC address.
@@ -254,6 +257,42 @@ pub fn parse_vlan(s: &str) -> Result<u16, ParseError> {
     Ok(v)
 }
 
+/// `1h30m`, `90s`, `2d`, `1w`, `500ms`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, ParseError> {
+    let bad = || ParseError::Duration(s.to_string());
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86400)),
+            "w" => Duration::from_secs(n.saturating_mul(7 * 86400)),
+            _ => return Err(bad()),
+        };
+        total = total.saturating_add(d);
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +329,17 @@ mod tests {
         assert!("2001:db8::5".parse::<IpNet>().unwrap().is_host());
         assert!("bogus".parse::<IpNet>().is_err());
         assert!("10.0.0.0/".parse::<IpNet>().is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172800));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("").is_err());
     }
 
     #[test]

@@ -306,14 +306,8 @@ impl Pinned {
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
-            bail!(
-                "cannot lock {}: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
-        }
+        f.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
         Ok(f)
     }
 
@@ -855,18 +849,9 @@ fn compact_load_error(msg: &str) -> anyhow::Error {
 /// The kernel's tick (jiffy) in ns: the resolution of CLOCK_MONOTONIC_COARSE
 /// (TICK_NSEC). The data path's rate buckets count time in jiffies times this.
 fn tick_ns() -> Result<u64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_getres writes one timespec we own.
-    if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } != 0 {
-        bail!(
-            "clock_getres(CLOCK_MONOTONIC_COARSE): {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    let ts = rustix::time::clock_getres(rustix::time::ClockId::MonotonicCoarse);
+    let ns = u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000
+        + u64::try_from(ts.tv_nsec).unwrap_or(0);
     if ns == 0 || ns > 100_000_000 {
         bail!("clock_getres(CLOCK_MONOTONIC_COARSE) gave an implausible tick of {ns} ns");
     }

@@ -95,6 +95,24 @@ pub fn show_json(info: &PortInfo) -> Value {
     v
 }
 
+/// The port's record as `show --json` shows it (`None` if it has none).
+pub fn port_json(p: &Pinned, ifindex: u32) -> Option<Value> {
+    p.port(ifindex).ok().flatten().map(|i| show_json(&i))
+}
+
+/// [`port_json`] by interface name: the record whose name matches, else the
+/// record of the kernel's interface of that name.
+pub fn port_json_by_name(p: &Pinned, ifname: &str) -> Option<Value> {
+    if let Ok(ports) = p.ports() {
+        if let Some(i) = ports.iter().find(|i| i.ifname == ifname) {
+            return Some(show_json(i));
+        }
+    }
+    crate::iface::index(ifname)
+        .ok()
+        .and_then(|idx| port_json(p, idx))
+}
+
 /// All ports (optionally one interface) with their summed counters.
 pub fn collect(p: &Pinned, iface: Option<&str>) -> Result<Vec<(PortInfo, PortStats)>> {
     let mut out = Vec::new();

@@ -2,7 +2,8 @@
 //! well-formed records round-trip; pcap output parses back.
 use filter_common::{DropEvent, EVENT_CAPTURE};
 use portguard::{
-    events::{decode, encode, ClockOffset, PortName, RECORD_SIZE},
+    clock::ClockOffset,
+    events::{decode, encode, PortName, RECORD_SIZE},
     pcap::{self, PcapWriter, Precision},
 };
 use proptest::prelude::*;

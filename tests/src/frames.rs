@@ -92,7 +92,9 @@ pub fn mac_str(m: &Mac) -> String {
         .join(":")
 }
 
-/// fe80::/64 + modified EUI-64 of `m`.
+/// fe80::/64 + modified EUI-64 of `m`. Written out here on purpose rather
+/// than calling `filter_common::eui64_link_local`: the frames are the oracle
+/// the data path (which uses that function) is checked against.
 pub fn eui64_ll(m: Mac) -> Ipv6Addr {
     Ipv6Addr::from([
         0xfe,

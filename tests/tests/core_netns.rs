@@ -715,22 +715,7 @@ fn counters_increase_by_exactly_the_frames_sent() {
     assert_eq!(arr.len(), 2, "{all}");
     let e = cli::entry(&all, &a.host_if).unwrap();
     assert_eq!(e["ifindex"].as_u64(), Some(a.host_ifindex as u64), "{e}");
-    for reason in [
-        "unbound_port",
-        "mac_spoof",
-        "vlan",
-        "ipv4_spoof",
-        "arp_spoof",
-        "ethertype",
-        "malformed",
-        "ipv6_spoof",
-        "nd_spoof",
-        "ra_guard",
-        "dhcp_server",
-        "bcast_limit",
-        "mcast_limit",
-        "arp_limit",
-    ] {
+    for reason in filter_common::Reason::DROPS.map(filter_common::Reason::name) {
         assert!(
             e["dropped"].get(reason).is_some(),
             "dropped.{reason} missing: {e}"

@@ -52,6 +52,8 @@ enum Cmd {
         #[arg(last = true)]
         rest: Vec<OsString>,
     },
+    /// Write shell completions (bash, zsh, fish) and man pages to target/docs/.
+    Docs,
     /// Data-path and control-plane benchmarks.
     Bench {
         /// Short run (under 3 minutes).
@@ -66,6 +68,25 @@ enum Cmd {
     },
 }
 
+/// Builds portguard and has it write its completions and man pages (they
+/// come from its own clap definitions, which xtask does not link).
+fn docs() -> anyhow::Result<ExitCode> {
+    build::run(false, Privilege::Optional)?;
+    let out = util::target_dir().join("docs");
+    util::run(
+        std::process::Command::new(util::target_dir().join("debug/portguard"))
+            .arg("gen-docs")
+            .arg("--out")
+            .arg(&out),
+    )?;
+    println!(
+        "installed by e.g.: cp {0}/completions/portguard.bash /etc/bash_completion.d/portguard; \
+         cp {0}/man/*.1 /usr/local/share/man/man1/",
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
@@ -74,6 +95,7 @@ fn main() -> ExitCode {
             build::run(release, Privilege::Optional).map(|()| ExitCode::SUCCESS)
         }
         Cmd::Test => test::run(),
+        Cmd::Docs => docs(),
         Cmd::Demo { no_portguard } => demo::run(!no_portguard),
         Cmd::Fuzz { frames, seed, rest } => {
             let mut args: Vec<OsString> = Vec::new();

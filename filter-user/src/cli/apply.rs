@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long)]
     pub skip_missing: bool,
     /// Print the plan (and the result) as JSON.
-    #[arg(long)]
+    #[arg(short = 'j', long)]
     pub json: bool,
 }
 
@@ -75,7 +75,7 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
             audit_errors.push(format!(
                 "{}: {}",
                 o.plan.iface,
-                portguard::audit::one_line(&e)
+                portguard::error::one_line(&e)
             ));
         }
         if !a.json {

@@ -1,10 +1,11 @@
 use anyhow::Result;
 use portguard::{
     attach::{attach, remove_stale_records, RequestedMode},
-    audit::{audited, port_json, AuditEntry, AuditLog},
+    audit::{audited, AuditEntry, AuditLog},
     binding::attach_mode_name,
     iface,
     pinned::Pinned,
+    report::port_json,
 };
 
 #[derive(clap::Args)]

@@ -11,7 +11,7 @@ pub struct Args {
     #[arg(long, value_name = "IFACE")]
     pub iface: Option<String>,
     /// Print the entries as stored: one JSON object per line.
-    #[arg(long)]
+    #[arg(short = 'j', long)]
     pub json: bool,
 }
 

@@ -1,15 +1,17 @@
 use anyhow::{Context, Result};
 use portguard::{
-    audit::{audited, port_json, AuditEntry, AuditLog},
+    audit::{audited, AuditEntry, AuditLog},
     binding::{Binding, Mode},
     iface,
     parse::{parse_ethertype, parse_vlan, IpNet, Mac},
     pinned::Pinned,
+    report::port_json,
     spec::PortSpec,
 };
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Host-side interface of the VM (tap or veth).
     pub iface: String,
     /// The only source MAC the VM may use.
     #[arg(long)]
@@ -20,22 +22,25 @@ pub struct Args {
     /// Tenant label carried into show/stats/metrics.
     #[arg(long, default_value = "")]
     pub tenant: String,
-    /// enforce drops; monitor only counts what would be dropped.
-    #[arg(long, default_value = "enforce")]
+    /// What happens to a frame that breaks the binding.
+    #[arg(long, value_enum, default_value = "enforce")]
     pub mode: Mode,
     /// Broadcast frames per second (0 = unlimited).
     #[arg(long)]
     pub broadcast_pps: Option<u32>,
+    /// Broadcast burst (default: twice the rate when a rate is given).
     #[arg(long)]
     pub broadcast_burst: Option<u32>,
     /// Multicast frames per second (0 = unlimited).
     #[arg(long)]
     pub multicast_pps: Option<u32>,
+    /// Multicast burst (default: twice the rate when a rate is given).
     #[arg(long)]
     pub multicast_burst: Option<u32>,
     /// ARP requests per second (0 = unlimited).
     #[arg(long)]
     pub arp_pps: Option<u32>,
+    /// ARP burst (default: twice the rate when a rate is given).
     #[arg(long)]
     pub arp_burst: Option<u32>,
     /// Let this VM answer DHCP (v4 67->68, v6 547->546), e.g. its own private DHCP server.

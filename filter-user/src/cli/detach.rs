@@ -1,12 +1,14 @@
 use anyhow::Result;
 use portguard::{
     attach::detach,
-    audit::{audited, port_json_by_name, AuditEntry, AuditLog},
+    audit::{audited, AuditEntry, AuditLog},
     pinned::{remove_pin_dir, Pinned},
+    report::port_json_by_name,
 };
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Host-side interface of the VM (tap or veth).
     pub iface: String,
 }
 

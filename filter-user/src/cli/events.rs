@@ -3,14 +3,18 @@ use std::{
     fs::File,
     io::{self, BufWriter, Write},
     path::PathBuf,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
 use anyhow::{bail, Context, Result};
 use filter_common::Reason;
 use portguard::{
-    events::{ClockOffset, EventFilter, EventReader, PortNames},
+    clock::ClockOffset,
+    events::{EventFilter, EventReader, PortNames},
     iface,
     pcap::{PcapWriter, Precision},
     pinned::Pinned,
@@ -19,10 +23,10 @@ use portguard::{
 #[derive(clap::Args)]
 pub struct Args {
     /// Keep waiting for new events (until interrupted, or --count reached).
-    #[arg(long, short = 'f')]
+    #[arg(long)]
     pub follow: bool,
     /// One JSON object per line instead of text.
-    #[arg(long)]
+    #[arg(short = 'j', long)]
     pub json: bool,
     /// Also write each event's captured frame head to a pcap file (`-` = stdout, then nothing else is printed there).
     #[arg(long, value_name = "FILE")]
@@ -41,24 +45,20 @@ pub struct Args {
     pub reasons: Vec<String>,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// SIGINT/SIGTERM end `--follow` cleanly (pcap flushed); a second one kills.
-fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction with a handler that only stores an atomic.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            sa.sa_flags = libc::SA_RESETHAND; // no SA_RESTART: poll returns EINTR
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
+/// SIGINT/SIGTERM end `--follow` cleanly (pcap flushed) by setting `stop`;
+/// a second one exits at once (128 + signal, as a shell reports it).
+fn stop_on_signals(stop: &Arc<AtomicBool>) -> Result<()> {
+    use signal_hook::{
+        consts::{SIGINT, SIGTERM},
+        flag,
+    };
+    for sig in [SIGINT, SIGTERM] {
+        // Registered first, so that it sees `stop` set only by an earlier signal.
+        flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(stop))
+            .context("installing a signal handler")?;
+        flag::register(sig, Arc::clone(stop)).context("installing a signal handler")?;
     }
+    Ok(())
 }
 
 fn parse_reasons(names: &[String]) -> Result<Vec<Reason>> {
@@ -142,8 +142,9 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
     } else {
         Some(BufWriter::new(io::stdout()))
     };
+    let stop = Arc::new(AtomicBool::new(false));
     if a.follow {
-        install_signal_handlers();
+        stop_on_signals(&stop)?;
     }
 
     let mut seen: u64 = 0;
@@ -207,11 +208,11 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
             }
             return Err(e).context("writing events");
         }
-        if a.count.is_some_and(|n| seen >= n) || !a.follow || STOP.load(Ordering::SeqCst) {
+        if a.count.is_some_and(|n| seen >= n) || !a.follow || stop.load(Ordering::SeqCst) {
             break;
         }
         reader.wait(Duration::from_millis(500))?;
-        if STOP.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) {
             // Take what is already there, then stop.
             continue;
         }

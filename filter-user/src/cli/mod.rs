@@ -11,6 +11,7 @@ mod bind;
 mod daemon;
 mod detach;
 mod events;
+mod gen_docs;
 mod metrics;
 mod show;
 mod stats;
@@ -25,13 +26,14 @@ mod unbind;
 )]
 pub struct Cli {
     /// Where program, maps and links are pinned (one pin dir per network namespace).
-    #[arg(long, global = true, env = "PORTGUARD_PIN_DIR", default_value = portguard::pinned::DEFAULT_PIN_DIR)]
+    #[arg(long, global = true, help_heading = "Global options", env = "PORTGUARD_PIN_DIR", default_value = portguard::pinned::DEFAULT_PIN_DIR)]
     pub pin_dir: PathBuf,
 
     /// Append-only JSON-lines log of every change (attach, detach, bind, unbind, apply).
     #[arg(
         long,
         global = true,
+        help_heading = "Global options",
         env = "PORTGUARD_AUDIT_LOG",
         default_value = "/var/log/portguard/audit.jsonl"
     )]
@@ -65,6 +67,9 @@ pub enum Command {
     Apply(apply::Args),
     /// Run as a daemon: apply a config, re-apply on change/SIGHUP, serve metrics, log events.
     Daemon(daemon::Args),
+    /// Write shell completions and man pages (`cargo xtask docs` runs it).
+    #[command(hide = true)]
+    GenDocs(gen_docs::Args),
 }
 
 /// What every subcommand gets besides its own arguments.
@@ -86,19 +91,14 @@ pub fn run() -> Result<()> {
             ) {
                 e.exit();
             }
-            // One line, like every other error: clap's message without usage and hints.
-            let text = e.to_string();
-            let body = text
-                .split("\n\nUsage")
-                .next()
-                .unwrap_or("invalid arguments");
-            let body = body.split("\n\n  tip:").next().unwrap_or(body);
-            let body = body.split("For more information").next().unwrap_or(body);
-            let line = body.split_whitespace().collect::<Vec<_>>().join(" ");
-            eprintln!("portguard: error: {}", line.trim_start_matches("error: "));
+            eprintln!("portguard: error: {}", usage_error(&e));
             std::process::exit(2);
         }
     };
+    portguard::logging::init(match cli.command {
+        Command::Daemon(_) => "portguard daemon",
+        _ => "portguard",
+    });
     let ctx = Ctx {
         pin_dir: cli.pin_dir,
         audit_log: cli.audit_log,
@@ -115,14 +115,126 @@ pub fn run() -> Result<()> {
         Command::Audit(a) => audit::run(&ctx, a),
         Command::Apply(a) => apply::run(&ctx, a),
         Command::Daemon(a) => daemon::run(&ctx, a),
+        Command::GenDocs(a) => gen_docs::run(a),
     }
+}
+
+/// A command-line error as one line, like every other error: built from
+/// what clap knows about it (kind, argument, value), without usage or tips.
+fn usage_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind as K, ContextValue as V, ErrorKind};
+    let get = |k: K| -> Option<String> {
+        Some(match e.get(k)? {
+            V::String(s) => s.clone(),
+            V::Strings(v) => v.join(", "),
+            V::StyledStr(s) => s.to_string(),
+            V::StyledStrs(v) => v
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            V::Number(n) => n.to_string(),
+            V::Bool(b) => b.to_string(),
+            _ => return None,
+        })
+    };
+    let arg = get(K::InvalidArg).unwrap_or_default();
+    let value = get(K::InvalidValue).unwrap_or_default();
+    let mut line = match e.kind() {
+        ErrorKind::InvalidValue => match get(K::ValidValue) {
+            Some(valid) => {
+                format!("invalid value '{value}' for '{arg}' [possible values: {valid}]")
+            }
+            None => format!("invalid value '{value}' for '{arg}'"),
+        },
+        ErrorKind::ValueValidation => {
+            let why = std::error::Error::source(e).map(|s| format!(": {s}"));
+            format!(
+                "invalid value '{value}' for '{arg}'{}",
+                why.unwrap_or_default()
+            )
+        }
+        ErrorKind::UnknownArgument => format!("unexpected argument '{arg}'"),
+        ErrorKind::InvalidSubcommand => format!(
+            "unrecognized subcommand '{}'",
+            get(K::InvalidSubcommand).unwrap_or_default()
+        ),
+        ErrorKind::MissingRequiredArgument => {
+            format!("the following required arguments were not provided: {arg}")
+        }
+        ErrorKind::MissingSubcommand => "a subcommand is required (see --help)".to_string(),
+        ErrorKind::ArgumentConflict => match get(K::PriorArg) {
+            Some(prior) if prior == arg => {
+                format!("the argument '{arg}' cannot be used multiple times")
+            }
+            Some(prior) => format!("the argument '{arg}' cannot be used with '{prior}'"),
+            None => format!("the argument '{arg}' cannot be used here"),
+        },
+        ErrorKind::NoEquals => format!("'{arg}' needs its value after an equals sign"),
+        ErrorKind::TooManyValues => format!("unexpected value '{value}' for '{arg}'"),
+        ErrorKind::TooFewValues | ErrorKind::WrongNumberOfValues => {
+            format!("wrong number of values for '{arg}'")
+        }
+        other => other.as_str().unwrap_or("invalid command line").to_string(),
+    };
+    if let Some(s) = get(K::SuggestedArg).or_else(|| get(K::SuggestedSubcommand)) {
+        line.push_str(&format!(" (did you mean '{s}'?)"));
+    }
+    line
 }
 
 /// BPF maps and links need root (CAP_BPF + CAP_NET_ADMIN + CAP_SYS_ADMIN for pinning).
 pub fn require_root() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         bail!("portguard needs root (CAP_BPF, CAP_NET_ADMIN): run it with sudo");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(args: &[&str]) -> String {
+        let e = Cli::try_parse_from(std::iter::once("portguard").chain(args.iter().copied()))
+            .err()
+            .expect("rejected");
+        usage_error(&e)
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_and_name_the_problem() {
+        let bind = ["bind", "vm1", "--mac", "02:00:00:00:00:01"];
+        let with = |extra: &[&'static str]| [&bind[..], extra].concat();
+        for (args, want) in [
+            (
+                with(&["--mode", "bogus"]),
+                "invalid value 'bogus' for '--mode <MODE>' [possible values: enforce, monitor]",
+            ),
+            (
+                with(&["--arp-pps", "abc"]),
+                "invalid value 'abc' for '--arp-pps <ARP_PPS>': invalid digit found in string",
+            ),
+            (
+                with(&["--tenat", "x"]),
+                "unexpected argument '--tenat' (did you mean '--tenant'?)",
+            ),
+            (
+                with(&["--mac", "02:00:00:00:00:02"]),
+                "the argument '--mac <MAC>' cannot be used multiple times",
+            ),
+            (
+                vec!["bind", "vm1"],
+                "the following required arguments were not provided: --mac <MAC>",
+            ),
+            (
+                vec!["shw"],
+                "unrecognized subcommand 'shw' (did you mean 'show'?)",
+            ),
+        ] {
+            let e = err(&args);
+            assert_eq!(e, want, "{args:?}");
+            assert!(!e.contains('\n'));
+        }
+    }
 }

@@ -3,8 +3,10 @@ use portguard::{pinned::Pinned, report};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Only this interface (default: every bound or attached port).
     pub iface: Option<String>,
-    #[arg(long)]
+    /// One JSON array of port objects (see the README for the keys).
+    #[arg(short = 'j', long)]
     pub json: bool,
 }
 

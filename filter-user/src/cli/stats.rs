@@ -22,8 +22,10 @@ pub enum By {
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Only this interface (default: every bound or attached port).
     pub iface: Option<String>,
-    #[arg(long)]
+    /// One JSON array of counter objects (one line per refresh with --watch).
+    #[arg(short = 'j', long)]
     pub json: bool,
     /// Refresh every SECS seconds, showing per-second rates.
     #[arg(long, value_name = "SECS")]

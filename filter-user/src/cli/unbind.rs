@@ -1,12 +1,14 @@
 use anyhow::{bail, Result};
 use portguard::{
-    audit::{audited, port_json, AuditEntry, AuditLog},
+    audit::{audited, AuditEntry, AuditLog},
     iface,
     pinned::Pinned,
+    report::port_json,
 };
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Host-side interface of the VM (tap or veth).
     pub iface: String,
 }
 

@@ -35,10 +35,13 @@ use super::{
 };
 use crate::{
     attach::{self, RequestedMode},
-    audit::{one_line, port_json, AuditEntry, AuditLog},
+    audit::{AuditEntry, AuditLog},
     binding::{attach_mode_name, str_from_fixed},
-    bpffs, iface,
+    bpffs,
+    error::one_line,
+    iface,
     pinned::Pinned,
+    report::port_json,
     state::{self, Kind, Plan, PlanOptions, Port, State, Step},
 };
 

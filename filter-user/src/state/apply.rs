@@ -1,5 +1,5 @@
 //! Carrying a [`Plan`] out, step by step, under the pin-dir lock.
-use std::{fs::File, os::fd::AsRawFd, path::Path};
+use std::{fs::File, path::Path};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -7,8 +7,10 @@ use serde_json::Value;
 use super::{Plan, PortPlan, Step};
 use crate::{
     attach::{self, remove_pin, RequestedMode},
-    audit::{one_line, port_json, AuditEntry},
+    audit::AuditEntry,
+    error::one_line,
     pinned::Pinned,
+    report::port_json,
 };
 
 /// What happened to one port.
@@ -134,11 +136,8 @@ fn detach(p: &mut Pinned, pp: &PortPlan, remove_link: bool) -> Result<()> {
 pub fn lock(pin_dir: &Path) -> Result<File> {
     let f = File::open(pin_dir)
         .with_context(|| format!("cannot open {} for locking", pin_dir.display()))?;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot lock {}", pin_dir.display()));
-    }
+    f.lock()
+        .with_context(|| format!("cannot lock {}", pin_dir.display()))?;
     Ok(f)
 }
 

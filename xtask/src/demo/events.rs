@@ -69,6 +69,8 @@ pub fn show_events(lab: &mut Lab, how: Events) {
     }
 }
 
+// The names of `filter_common::Reason::DROPS`, copied: xtask does not depend on
+// the workspace crates (it builds them), so it cannot use the list itself.
 const REASONS: [&str; 14] = [
     "unbound_port",
     "mac_spoof",

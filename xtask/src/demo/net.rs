@@ -69,6 +69,7 @@ impl Vm {
     }
 
     /// fe80::/64 + modified EUI-64 of the MAC (what the kernel configures).
+    /// (xtask does not depend on filter-common's `eui64_link_local`.)
     pub fn link_local(&self) -> Ipv6Addr {
         let m = self.mac;
         let b = [
