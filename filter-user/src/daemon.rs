@@ -88,7 +88,7 @@ fn stamp(path: &Path) -> Option<Stamp> {
 /// The reconciler's lines at their level: failures are errors, audit-log
 /// trouble a warning, the rest (what changed) information.
 fn reconciler_log(m: &str) {
-    if m.contains(" FAILED") || m.starts_with("! ") && m.contains("attach FAILED") {
+    if m.contains(" FAILED") {
         log::error!("{m}");
     } else if let Some(w) = m.strip_prefix("warning: ") {
         log::warn!("{w}");
