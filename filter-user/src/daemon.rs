@@ -38,7 +38,7 @@ use crate::{
     error::one_line,
     events::{EventReader, PortNames},
     lifecycle::{
-        netlink::NetlinkError,
+        netlink,
         reconcile::{self, Reconciler},
         LinkEvents, Received,
     },
@@ -85,6 +85,18 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
+/// The reconciler's lines at their level: failures are errors, audit-log
+/// trouble a warning, the rest (what changed) information.
+fn reconciler_log(m: &str) {
+    if m.contains(" FAILED") {
+        log::error!("{m}");
+    } else if let Some(w) = m.strip_prefix("warning: ") {
+        log::warn!("{w}");
+    } else {
+        log::info!("{m}");
+    }
+}
+
 /// The daemon's reconciler: changes are audited as `apply`.
 pub fn reconciler(o: &Options) -> Reconciler {
     Reconciler::new(
@@ -94,7 +106,7 @@ pub fn reconciler(o: &Options) -> Reconciler {
             prune: o.prune,
             audit_command: "apply".into(),
         },
-        |m| log::info!("{m}"),
+        reconciler_log,
     )
 }
 
@@ -308,30 +320,6 @@ pub fn run(o: Options) -> Result<()> {
     rt.block_on(main_loop(o))
 }
 
-/// What the link-event thread hands the main loop.
-type LinkMsg = std::result::Result<Received, NetlinkError>;
-
-/// Forwards link events to the main loop until `stop` (or the loop is gone).
-fn link_thread(
-    mut events: LinkEvents,
-    tx: tokio::sync::mpsc::UnboundedSender<LinkMsg>,
-    stop: Arc<AtomicBool>,
-) {
-    while !stop.load(Ordering::SeqCst) {
-        let r = events.next(Duration::from_millis(200));
-        let failed = r.is_err();
-        if matches!(r, Ok(Received::Timeout)) {
-            continue;
-        }
-        if tx.send(r).is_err() {
-            return;
-        }
-        if failed {
-            thread::sleep(Duration::from_secs(1));
-        }
-    }
-}
-
 async fn main_loop(o: Options) -> Result<()> {
     // Signals first, so that a SIGHUP right after start is not fatal.
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
@@ -394,7 +382,7 @@ async fn main_loop(o: Options) -> Result<()> {
         let stop = link_stop.clone();
         thread::Builder::new()
             .name("links".into())
-            .spawn(move || link_thread(events, link_tx, stop))
+            .spawn(move || netlink::forward(events, &stop, |r| link_tx.send(r).is_ok()))
             .context("starting the link-event thread")?
     };
 
@@ -437,7 +425,7 @@ async fn main_loop(o: Options) -> Result<()> {
                 }
                 Some(Ok(Received::Timeout)) => {}
                 Some(Err(e)) => {
-                    log::warn!("link events: {e}; full resync");
+                    log::error!("link events: {e}; full resync");
                     resync("link events", &mut rec);
                 }
                 None => anyhow::bail!("the link-event thread stopped"),

@@ -72,7 +72,7 @@ pub enum NetlinkError {
 
 /// Receive buffer asked for: a burst of a few thousand link events fits
 /// before the kernel has to drop any (each is ~1-2 KiB).
-const RCVBUF: libc::c_int = 8 << 20;
+const RCVBUF: usize = 8 << 20;
 /// Larger than any single netlink datagram the kernel sends us.
 const DATAGRAM: usize = 64 << 10;
 
@@ -88,8 +88,8 @@ impl LinkEvents {
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetlinkError::Socket)?;
         sock.bind_auto().map_err(NetlinkError::Socket)?;
         // Root can go past net.core.rmem_max (SO_RCVBUFFORCE); else the plain option.
-        if setsockopt_int(&sock, libc::SO_RCVBUFFORCE, RCVBUF).is_err() {
-            let _ = sock.set_rx_buf_sz(RCVBUF);
+        if rustix::net::sockopt::set_socket_recv_buffer_size_force(&sock, RCVBUF).is_err() {
+            let _ = sock.set_rx_buf_sz(RCVBUF as libc::c_int);
         }
         sock.add_membership(libc::RTNLGRP_LINK)
             .map_err(NetlinkError::Subscribe)?;
@@ -101,23 +101,16 @@ impl LinkEvents {
 
     /// Waits up to `timeout` for the next datagram and parses it.
     pub fn next(&mut self, timeout: Duration) -> Result<Received, NetlinkError> {
-        let mut pfd = libc::pollfd {
-            fd: self.sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(&self.sock, PollFlags::IN)];
+        let timeout = Timespec {
+            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(timeout.subsec_nanos()),
         };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one pollfd we own.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(Received::Timeout);
-            }
-            return Err(NetlinkError::Recv(e));
-        }
-        if r == 0 {
-            return Ok(Received::Timeout);
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => return Ok(Received::Timeout),
+            Ok(_) => {}
+            Err(e) => return Err(NetlinkError::Recv(e.into())),
         }
         let n = match self.sock.recv(&mut &mut self.buf[..], libc::MSG_DONTWAIT) {
             Ok(n) => n.min(self.buf.len()),
@@ -142,27 +135,33 @@ impl LinkEvents {
     }
 }
 
+/// Receives until `stop` is set (checked at least every 200 ms) or `send`
+/// returns false, handing `send` everything but timeouts. Meant for a
+/// thread of its own feeding a channel; after an error it pauses a second.
+pub fn forward(
+    mut events: LinkEvents,
+    stop: &std::sync::atomic::AtomicBool,
+    mut send: impl FnMut(Result<Received, NetlinkError>) -> bool,
+) {
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let r = events.next(Duration::from_millis(200));
+        let failed = r.is_err();
+        if matches!(r, Ok(Received::Timeout)) {
+            continue;
+        }
+        if !send(r) {
+            return;
+        }
+        if failed {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
 impl AsRawFd for LinkEvents {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.sock.as_raw_fd()
     }
-}
-
-fn setsockopt_int(sock: &Socket, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
-    // SAFETY: setsockopt with a c_int option value of the stated size.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            &v as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as u32,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 enum Parsed {

@@ -240,6 +240,7 @@ pub fn json(o: &Opts, r: &Results) -> Value {
             ))).collect::<serde_json::Map<_, _>>(),
             "nft_f_seconds_v6": r.nft_install.iter().map(|(n, s)| json!({"elements": n, "seconds": round(*s, 4)})).collect::<Vec<_>>(),
             "breakdown": r.breakdown,
+            "lifecycle": r.lifecycle,
         },
         "tier_c": r.c,
         "tier_d": r.d.as_ref().map(|d| d.json()),
@@ -493,6 +494,10 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
                 }
             );
         }
+    }
+
+    if let Some(l) = &r.lifecycle {
+        super::lifecycle::markdown(&mut s, l);
     }
 
     if let Some(c) = &r.c {
