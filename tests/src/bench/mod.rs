@@ -64,6 +64,7 @@ pub struct Opts {
 }
 
 const USAGE: &str = "usage: bench [--quick] [--json FILE] [--md FILE] [--svg FILE] [--only a,profile,a2,b,c,d,control]
+             [--d-tests tcp_v4_1,tcp_v4_4,tcp_v6_1,tcp_v6_4,udp_v4_pps] [--d-rounds N]
 
 Runs portguard's data-path and control-plane benchmarks (root needed) and writes
 a markdown table (default bench/results.md), JSON (default bench/results.json)
@@ -83,6 +84,8 @@ impl Opts {
             .iter()
             .map(|s| s.to_string())
             .collect();
+        let mut d_tests: Option<Vec<String>> = None;
+        let mut d_rounds: Option<usize> = None;
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
             let mut val = |name: &str| -> Result<String> {
@@ -94,6 +97,15 @@ impl Opts {
                 "--json" => json = PathBuf::from(val("--json")?),
                 "--md" => md = PathBuf::from(val("--md")?),
                 "--svg" => svg = PathBuf::from(val("--svg")?),
+                "--d-tests" => {
+                    d_tests = Some(
+                        val("--d-tests")?
+                            .split(',')
+                            .map(|s| s.trim().to_string())
+                            .collect::<Vec<_>>(),
+                    )
+                }
+                "--d-rounds" => d_rounds = Some(val("--d-rounds")?.parse().context("--d-rounds")?),
                 "--only" => {
                     tiers = val("--only")?
                         .split(',')
@@ -144,12 +156,14 @@ impl Opts {
             b_frames: if quick { 500_000 } else { 2_000_000 },
             c_seconds: if quick { 1.5 } else { 4.0 },
             d_seconds: if quick { 2.0 } else { 4.0 },
-            rounds_d: if quick { 2 } else { 3 },
-            d_tests: if quick {
-                vec!["tcp_v4_1".into(), "udp_v4_pps".into()]
-            } else {
-                tier_d::TESTS.iter().map(|t| t.0.to_string()).collect()
-            },
+            rounds_d: d_rounds.unwrap_or(if quick { 2 } else { 3 }),
+            d_tests: d_tests.unwrap_or_else(|| {
+                if quick {
+                    vec!["tcp_v4_1".into(), "udp_v4_pps".into()]
+                } else {
+                    tier_d::TESTS.iter().map(|t| t.0.to_string()).collect()
+                }
+            }),
             tiers,
             cpu: sys::bench_cpu(),
         })

@@ -596,6 +596,13 @@ fn tier_d_markdown(s: &mut String, d: &super::tier_d::TierD) {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        if let Some((f, b)) = t.relay {
+            let _ = writeln!(
+                s,
+                "The relay wrote {f} frames into the tap, {:.0} bytes each on average (over 1514: TSO frames crossed whole).\n",
+                b as f64 / f.max(1) as f64
+            );
+        }
     }
 }
 

@@ -89,6 +89,8 @@ pub struct Transport {
     pub tso: Vec<String>,
     /// Per case: frames the filter dropped (legitimate traffic only: must be 0).
     pub drops: Vec<u64>,
+    /// Tap only: frames and bytes the relay wrote into the tap.
+    pub relay: Option<(u64, u64)>,
 }
 
 impl Transport {
@@ -129,6 +131,7 @@ impl Transport {
             "tests": tests,
             "sender_tso": CASES.iter().zip(&self.tso).map(|(c, t)| (c.0.to_string(), json!(t))).collect::<serde_json::Map<_, _>>(),
             "legit_frames_dropped": CASES.iter().zip(&self.drops).map(|(c, d)| (c.0.to_string(), json!(d))).collect::<serde_json::Map<_, _>>(),
+            "relay_to_tap": self.relay.map(|(f, b)| json!({"frames": f, "bytes": b, "bytes_per_frame": super::stats::round(b as f64 / f.max(1) as f64, 1)})),
         })
     }
 }
@@ -545,10 +548,23 @@ pub fn run(o: &Opts) -> Result<TierD> {
             bail!("Tier D needs {tool} (`cargo xtask setup` installs it)");
         }
     }
+    if let Some(k) = o
+        .d_tests
+        .iter()
+        .find(|k| !TESTS.iter().any(|t| t.0 == k.as_str()))
+    {
+        bail!(
+            "unknown Tier D test {k:?} (known: {})",
+            TESTS.map(|t| t.0).join(", ")
+        );
+    }
     let tests: Vec<_> = TESTS
         .iter()
         .filter(|t| o.d_tests.iter().any(|k| k == t.0))
         .collect();
+    if tests.is_empty() {
+        bail!("no Tier D test selected");
+    }
     let mut out = Vec::new();
     for kind in TRANSPORTS {
         eprintln!("bench: Tier D on {kind}");
@@ -584,19 +600,24 @@ pub fn run(o: &Opts) -> Result<TierD> {
                 drops[c] += lab.remove(case)?;
             }
         }
-        if let Some(r) = lab.relay.as_ref() {
+        let relay = lab.relay.as_ref().map(|r| {
+            let ld =
+                |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            let (f, b) = (ld(&r.frames[0]), ld(&r.bytes[0]));
             eprintln!(
-                "bench: relay moved {} frames to the tap, {} back",
-                r.frames[0].load(std::sync::atomic::Ordering::Relaxed),
-                r.frames[1].load(std::sync::atomic::Ordering::Relaxed)
+                "bench: relay moved {f} frames ({:.0} bytes each on average) to the tap, {} back",
+                b as f64 / f.max(1) as f64,
+                ld(&r.frames[1])
             );
-        }
+            (f, b)
+        });
         out.push(Transport {
             name: kind,
             default_mode,
             tests: tests.iter().map(|t| t.0).zip(res).collect(),
             tso,
             drops,
+            relay,
         });
     }
     Ok(TierD {
