@@ -68,7 +68,7 @@ const USAGE: &str = "usage: bench [--quick] [--json FILE] [--md FILE] [--svg FIL
 
 Runs portguard's data-path and control-plane benchmarks (root needed) and writes
 a markdown table (default bench/results.md), JSON (default bench/results.json)
-and a plot (default bench/scaling.svg). --quick finishes in under 3 minutes.";
+and a plot (default bench/scaling.svg). --quick finishes in about 4 minutes (Tier D: 2 of them).";
 
 impl Opts {
     fn parse(args: Vec<String>) -> Result<Opts> {
