@@ -347,7 +347,8 @@ impl Lab {
         self.server = Some(
             Command::new("nsenter")
                 .arg(format!("--net=/run/netns/{}", self.r.name))
-                .args(["iperf3", "-s", "-1"])
+                // Dies with the bench even if it is killed (nsenter execs).
+                .args(["setpriv", "--pdeathsig", "KILL", "iperf3", "-s", "-1"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
