@@ -105,6 +105,22 @@ fn main() -> ExitCode {
                 args.extend(["--json".into(), f.into_os_string()]);
             }
             args.extend(rest);
+            // The fleet section runs `portguard agent` as a process: a release one.
+            if std::env::var_os("PORTGUARD_BIN").is_none() {
+                let built = util::run(&mut util::cargo([
+                    "build",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "filter-user",
+                ]));
+                if built.is_ok() {
+                    std::env::set_var(
+                        "PORTGUARD_BIN",
+                        util::target_dir().join("release/portguard"),
+                    );
+                }
+            }
             build::forward("bench", args)
         }
     };
