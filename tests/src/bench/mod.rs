@@ -63,8 +63,8 @@ pub struct Opts {
     pub cpu: usize,
 }
 
-const USAGE: &str = "usage: bench [--quick] [--json FILE] [--md FILE] [--svg FILE] [--only a,profile,a2,b,c,d,control]
-             [--d-tests tcp_v4_1,tcp_v4_4,tcp_v6_1,tcp_v6_4,udp_v4_pps] [--d-rounds N]
+const USAGE: &str = "usage: bench [--quick] [--json FILE] [--md FILE] [--svg FILE] [--only a,profile,a2,b,c,control]
+             [--d-tests tcp_v4_1,tcp_v4_4,tcp_v6_1,tcp_v6_4,udp_v4_pps] [--d-rounds N] (--only also takes d)
 
 Runs portguard's data-path and control-plane benchmarks (root needed) and writes
 a markdown table (default bench/results.md), JSON (default bench/results.json)
@@ -80,10 +80,12 @@ impl Opts {
         let mut json = root.join("results.json");
         let mut md = root.join("results.md");
         let mut svg = root.join("scaling.svg");
-        let mut tiers: Vec<String> = ["a", "profile", "a2", "b", "c", "d", "control"]
+        let mut tiers: Vec<String> = ["a", "profile", "a2", "b", "c", "control"]
             .iter()
             .map(|s| s.to_string())
             .collect();
+        // Tier D (end-to-end throughput; `--only d` alone) runs by default too.
+        tiers.push("d".into());
         let mut d_tests: Option<Vec<String>> = None;
         let mut d_rounds: Option<usize> = None;
         let mut it = args.into_iter();
@@ -181,13 +183,13 @@ pub struct Results {
     pub started: String,
     pub elapsed_s: f64,
     pub a: Option<tier_a::TierA>,
+    pub d: Option<tier_d::TierD>,
     pub profile: Option<profile::Profile>,
     pub a2: Vec<scale::Scale>,
     pub b: Vec<live::Config>,
     pub breakdown: Option<Value>,
     pub nft_install: Vec<(u32, f64)>,
     pub c: Option<Value>,
-    pub d: Option<tier_d::TierD>,
     pub notes: Vec<String>,
 }
 
@@ -272,6 +274,19 @@ fn run(args: Vec<String>) -> Result<()> {
             })?);
         }
     }
+    if o.tier("d") {
+        eprintln!(
+            "bench: Tier D (iperf3 through a bridge, {} s per run, {} rounds)",
+            o.d_seconds, o.rounds_d
+        );
+        match tier_d::run(&o) {
+            Ok(d) => r.d = Some(d),
+            Err(e) => {
+                eprintln!("bench: Tier D failed: {e:#}");
+                r.notes.push(format!("Tier D failed: {e:#}"));
+            }
+        }
+    }
     if o.tier("control") {
         let n = if o.quick {
             100_000
@@ -311,19 +326,6 @@ fn run(args: Vec<String>) -> Result<()> {
             Err(e) => {
                 eprintln!("bench: Tier C failed: {e:#}");
                 r.notes.push(format!("Tier C failed: {e:#}"));
-            }
-        }
-    }
-    if o.tier("d") {
-        eprintln!(
-            "bench: Tier D (iperf3 through a bridge, {} s per run, {} rounds)",
-            o.d_seconds, o.rounds_d
-        );
-        match tier_d::run(&o) {
-            Ok(d) => r.d = Some(d),
-            Err(e) => {
-                eprintln!("bench: Tier D failed: {e:#}");
-                r.notes.push(format!("Tier D failed: {e:#}"));
             }
         }
     }

@@ -229,6 +229,7 @@ pub fn json(o: &Opts, r: &Results) -> Value {
         "tier_a": r.a.as_ref().map(|a| a.json()),
         "tier_a_profile": r.profile.as_ref().map(|p| p.json()),
         "tier_a2": r.a2.iter().map(|s| s.json()).collect::<Vec<_>>(),
+        "tier_d": r.d.as_ref().map(|d| d.json()),
         "tier_b": r.b.iter().map(|c| (c.key(), c.json())).collect::<serde_json::Map<_, _>>(),
         "control_plane": {
             "portguard_bind_seconds": r.a2.iter().map(|s| (s.family.name().to_string(), json!(
@@ -239,7 +240,6 @@ pub fn json(o: &Opts, r: &Results) -> Value {
             "breakdown": r.breakdown,
         },
         "tier_c": r.c,
-        "tier_d": r.d.as_ref().map(|d| d.json()),
         "notes": r.notes,
     })
 }
@@ -441,6 +441,10 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
         let _ = writeln!(s);
     }
 
+    if let Some(d) = &r.d {
+        tier_d_markdown(&mut s, d);
+    }
+
     if !r.a2.is_empty() || !r.nft_install.is_empty() || r.breakdown.is_some() {
         let _ = writeln!(s, "## Control plane: installing N bindings (seconds)\n");
         let _ = writeln!(
@@ -526,9 +530,6 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
             }
         }
         let _ = writeln!(s);
-    }
-    if let Some(d) = &r.d {
-        tier_d_markdown(&mut s, d);
     }
     for n in &r.notes {
         let _ = writeln!(s, "Note: {n}\n");
