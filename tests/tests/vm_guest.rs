@@ -111,6 +111,8 @@ fn transfer(port: &Port, peer_ns: &str, what: &str) {
 #[ignore = "boots a QEMU guest: run by `cargo xtask test --vm`"]
 fn qemu_guest_on_a_tap() {
     netns::must(&["sh", "-c", "command -v qemu-system-x86_64"]);
+    // Fail before creating anything when the image is missing.
+    portguard_tests::vm::image();
     // The peer ("VM2") on a veth of the same bridge, unguarded.
     let lab = Lab::with_vms(vec![VmSpec::numbered(2)]);
     let peer = lab.vm(1);
