@@ -43,6 +43,8 @@ pub struct Relay {
     pub frames: [Arc<AtomicU64>; 2],
     /// Bytes of those frames (without the virtio-net header).
     pub bytes: [Arc<AtomicU64>; 2],
+    /// Those larger than a 1514-byte Ethernet frame: GSO frames.
+    pub gso: [Arc<AtomicU64>; 2],
 }
 
 /// Opens the existing tap `tap` in netns `tap_ns` with a virtio-net header
@@ -173,6 +175,7 @@ fn pump(
     stop: Arc<AtomicBool>,
     n: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
+    gso: Arc<AtomicU64>,
 ) -> Result<()> {
     let mut buf = vec![0u8; BUF];
     while !stop.load(Ordering::Relaxed) {
@@ -211,7 +214,11 @@ fn pump(
             }
         }
         n.fetch_add(1, Ordering::Relaxed);
-        bytes.fetch_add((r as u64).saturating_sub(VNET_HDR), Ordering::Relaxed);
+        let len = (r as u64).saturating_sub(VNET_HDR);
+        bytes.fetch_add(len, Ordering::Relaxed);
+        if len > 1514 {
+            gso.fetch_add(1, Ordering::Relaxed);
+        }
     }
     Ok(())
 }
@@ -224,16 +231,22 @@ impl Relay {
         let stop = Arc::new(AtomicBool::new(false));
         let frames = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
         let bytes = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+        let gso = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
         let mut threads = Vec::new();
         for (i, (from, to)) in [(pkt.clone(), tapfd.clone()), (tapfd, pkt)]
             .into_iter()
             .enumerate()
         {
-            let (s, n, b) = (stop.clone(), frames[i].clone(), bytes[i].clone());
+            let (s, n, b, g) = (
+                stop.clone(),
+                frames[i].clone(),
+                bytes[i].clone(),
+                gso[i].clone(),
+            );
             threads.push(
                 thread::Builder::new()
                     .name(format!("relay-{i}"))
-                    .spawn(move || pump(from, to, s, n, b))?,
+                    .spawn(move || pump(from, to, s, n, b, g))?,
             );
         }
         Ok(Relay {
@@ -241,6 +254,7 @@ impl Relay {
             threads,
             frames,
             bytes,
+            gso,
         })
     }
 

@@ -597,11 +597,10 @@ fn tier_d_markdown(s: &mut String, d: &super::tier_d::TierD) {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        if let Some((f, b)) = t.relay {
+        if let Some((f, b, g)) = t.relay {
             let _ = writeln!(
                 s,
-                "The relay wrote {f} frames into the tap, {:.0} bytes each on average (over 1514: TSO frames crossed whole).\n",
-                b as f64 / f.max(1) as f64
+                "The relay wrote {f} frames ({b} bytes) into the tap, {g} of them larger than 1514 bytes (TSO frames crossing whole).\n"
             );
         }
     }

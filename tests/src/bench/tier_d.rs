@@ -89,8 +89,8 @@ pub struct Transport {
     pub tso: Vec<String>,
     /// Per case: frames the filter dropped (legitimate traffic only: must be 0).
     pub drops: Vec<u64>,
-    /// Tap only: frames and bytes the relay wrote into the tap.
-    pub relay: Option<(u64, u64)>,
+    /// Tap only: frames, bytes and frames over 1514 bytes the relay wrote into the tap.
+    pub relay: Option<(u64, u64, u64)>,
 }
 
 impl Transport {
@@ -131,7 +131,7 @@ impl Transport {
             "tests": tests,
             "sender_tso": CASES.iter().zip(&self.tso).map(|(c, t)| (c.0.to_string(), json!(t))).collect::<serde_json::Map<_, _>>(),
             "legit_frames_dropped": CASES.iter().zip(&self.drops).map(|(c, d)| (c.0.to_string(), json!(d))).collect::<serde_json::Map<_, _>>(),
-            "relay_to_tap": self.relay.map(|(f, b)| json!({"frames": f, "bytes": b, "bytes_per_frame": super::stats::round(b as f64 / f.max(1) as f64, 1)})),
+            "relay_to_tap": self.relay.map(|(f, b, g)| json!({"frames": f, "bytes": b, "frames_over_1514_bytes": g})),
         })
     }
 }
@@ -604,13 +604,12 @@ pub fn run(o: &Opts) -> Result<TierD> {
         let relay = lab.relay.as_ref().map(|r| {
             let ld =
                 |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-            let (f, b) = (ld(&r.frames[0]), ld(&r.bytes[0]));
+            let (f, b, g) = (ld(&r.frames[0]), ld(&r.bytes[0]), ld(&r.gso[0]));
             eprintln!(
-                "bench: relay moved {f} frames ({:.0} bytes each on average) to the tap, {} back",
-                b as f64 / f.max(1) as f64,
+                "bench: relay moved {f} frames ({g} over 1514 bytes) to the tap, {} back",
                 ld(&r.frames[1])
             );
-            (f, b)
+            (f, b, g)
         });
         out.push(Transport {
             name: kind,
