@@ -446,21 +446,26 @@ impl Lab {
         Ok(())
     }
 
-    /// Takes case `c` off again; returns the frames it dropped.
-    fn remove(&self, c: &str) -> Result<u64> {
-        Ok(match c {
+    /// The drop counter of case `c`'s filter (cumulative: portguard's
+    /// counters live as long as the binding).
+    fn drops(&self, c: &str) -> Result<u64> {
+        match c {
+            "pg_default" | "pg_native" | "pg_generic" => self.pg_drops(),
+            "nft_bridge" => nft::counter_total(&self.h.name, "bridge", nft::BRIDGE_TABLE, "pre"),
+            _ => Ok(0),
+        }
+    }
+
+    /// Takes case `c` off again.
+    fn remove(&self, c: &str) -> Result<()> {
+        match c {
             "pg_default" | "pg_native" | "pg_generic" => {
-                let d = self.pg_drops()?;
                 self.pg(&["detach", PORT])?;
-                d
             }
-            "nft_bridge" => {
-                let d = nft::counter_total(&self.h.name, "bridge", nft::BRIDGE_TABLE, "pre")?;
-                nft::delete(&self.h.name, "bridge", nft::BRIDGE_TABLE);
-                d
-            }
-            _ => 0,
-        })
+            "nft_bridge" => nft::delete(&self.h.name, "bridge", nft::BRIDGE_TABLE),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// One iperf3 run; Gbit/s (TCP) or received kpps (UDP).
@@ -588,6 +593,7 @@ pub fn run(o: &Opts) -> Result<TierD> {
                     default_mode = lab.attach_mode()?;
                 }
                 tso[c] = lab.sender_tso();
+                let d0 = lab.drops(case)?;
                 for (i, t) in tests.iter().enumerate() {
                     let v = lab.iperf(t.2, t.3, t.4, o.d_seconds);
                     match v {
@@ -598,7 +604,8 @@ pub fn run(o: &Opts) -> Result<TierD> {
                         }
                     }
                 }
-                drops[c] += lab.remove(case)?;
+                drops[c] += lab.drops(case)?.saturating_sub(d0);
+                lab.remove(case)?;
             }
         }
         let relay = lab.relay.as_ref().map(|r| {
