@@ -8,7 +8,7 @@
 //! Ignored in `cargo test`: it needs the guest image, which
 //! `cargo xtask test --vm` builds (cached) before running it with
 //! `--ignored`; without the image it fails rather than passing silently.
-//! Takes about 30-60 s (guest boot under TCG included).
+//! Takes about a minute (guest boot under TCG, 10-25 s, included).
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
