@@ -64,11 +64,12 @@ pub struct Opts {
 }
 
 const USAGE: &str = "usage: bench [--quick] [--json FILE] [--md FILE] [--svg FILE] [--only a,profile,a2,b,c,control]
-             [--d-tests tcp_v4_1,tcp_v4_4,tcp_v6_1,tcp_v6_4,udp_v4_pps] [--d-rounds N] (--only also takes d)
 
 Runs portguard's data-path and control-plane benchmarks (root needed) and writes
 a markdown table (default bench/results.md), JSON (default bench/results.json)
-and a plot (default bench/scaling.svg). --quick finishes in about 4 minutes (Tier D: 2 of them).";
+and a plot (default bench/scaling.svg). --quick finishes in about 4 minutes (Tier D: 2 of them).
+Tier D (end-to-end throughput) is `--only d`; --d-tests tcp_v4_1,tcp_v4_4,tcp_v6_1,tcp_v6_4,udp_v4_pps
+and --d-rounds N run a subset of it.";
 
 impl Opts {
     fn parse(args: Vec<String>) -> Result<Opts> {
