@@ -46,8 +46,13 @@ impl Guest {
         std::fs::create_dir_all(&dir).expect("mkdir vm dir");
         let sock = dir.join("shell.sock");
         let console = dir.join("console.log");
+        // setpriv: QEMU dies with this process even if it is killed before
+        // the guard's drop (nsenter execs, so the test is the parent).
         let args = [
-            "qemu-system-x86_64".to_string(),
+            "setpriv".to_string(),
+            "--pdeathsig".into(),
+            "KILL".into(),
+            "qemu-system-x86_64".into(),
             "-accel".into(),
             "tcg".into(),
             "-m".into(),

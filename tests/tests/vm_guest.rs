@@ -1,13 +1,14 @@
 //! A real VM behind a tap: a QEMU guest (TCG, virtio-net, no vhost) whose
 //! tap port portguard guards with the default `attach`, checked from inside
 //! the guest: legit ping, IP spoofing, ARP spoofing, a MAC change, a 60 KB
-//! ping (fragments) and a multi-megabyte TCP transfer in 64 KiB TSO frames,
-//! each against the port's counters by reason and what the peer received.
+//! ping (fragments) and a multi-megabyte TCP transfer in 64 KiB TSO frames
+//! (repeated with `--mode native` and `--mode generic`), each against the
+//! port's counters by reason and what the peer received.
 //!
 //! Ignored in `cargo test`: it needs the guest image, which
 //! `cargo xtask test --vm` builds (cached) before running it with
 //! `--ignored`; without the image it fails rather than passing silently.
-//! Takes about 30-60 s (guest boot under TCG included).
+//! Takes about a minute (guest boot under TCG, 10-25 s, included).
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
@@ -81,10 +82,37 @@ fn fetch_blob(peer_ns: &str) -> usize {
     .expect("fetch thread panicked")
 }
 
+/// Fetches the blob from the peer: all of it arrives, nothing is dropped,
+/// and the frames that passed average well above 1514 bytes.
+fn transfer(port: &Port, peer_ns: &str, what: &str) {
+    let c0 = port.counters();
+    let got = fetch_blob(peer_ns);
+    let c1 = port.counters();
+    assert_eq!(got, BLOB, "{what}: the peer received a short body");
+    assert_deltas(&format!("TCP transfer, {what}"), &c0, &c1, None, &[]);
+    let (pk, by) = (c1.passed.0 - c0.passed.0, c1.passed.1 - c0.passed.1);
+    let avg = by as f64 / pk.max(1) as f64;
+    eprintln!(
+        "vm: TCP transfer, {what}: {got} bytes, {pk} frames passed, {by} bytes, {avg:.0} bytes/frame"
+    );
+    assert!(
+        by >= BLOB as u64,
+        "{what}: passed bytes {by} < the body {BLOB}"
+    );
+    // Without TSO every frame would be <= 1514 bytes: a larger average means
+    // the guest's 64 KiB GSO frames reached the program whole and passed.
+    assert!(
+        avg > 1514.0 * 4.0,
+        "{what}: no TSO frames: {avg:.0} bytes per passed frame"
+    );
+}
+
 #[test]
 #[ignore = "boots a QEMU guest: run by `cargo xtask test --vm`"]
 fn qemu_guest_on_a_tap() {
     netns::must(&["sh", "-c", "command -v qemu-system-x86_64"]);
+    // Fail before creating anything when the image is missing.
+    portguard_tests::vm::image();
     // The peer ("VM2") on a veth of the same bridge, unguarded.
     let lab = Lab::with_vms(vec![VmSpec::numbered(2)]);
     let peer = lab.vm(1);
@@ -103,7 +131,10 @@ fn qemu_guest_on_a_tap() {
         format!("{}{}", cli::stdout(&attach), cli::stderr(&attach)).trim()
     );
     let show = cli::show_all(&lab.host, &lab.pin_dir);
-    let mode = cli::entry(&show, TAP).expect("tap in show")["attach_mode"].clone();
+    let mode = cli::entry(&show, TAP).expect("tap in show")["attach_mode"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
     eprintln!("vm: attach_mode {mode}");
     // The peer never needs ARP for the guest (keeps ARP out of the counts).
     peer.run(&[
@@ -156,23 +187,21 @@ fn qemu_guest_on_a_tap() {
         ),
         60,
     );
-    let c0 = port.counters();
-    let got = fetch_blob(&peer.ns);
-    let c1 = port.counters();
-    assert_eq!(got, BLOB, "the peer received a short body");
-    assert_deltas("TCP transfer", &c0, &c1, None, &[]);
-    let (pk, by) = (c1.passed.0 - c0.passed.0, c1.passed.1 - c0.passed.1);
-    let avg = by as f64 / pk.max(1) as f64;
-    eprintln!(
-        "vm: TCP transfer of {got} bytes: {pk} frames passed, {by} bytes, {avg:.0} bytes/frame"
-    );
-    assert!(by >= BLOB as u64, "passed bytes {by} < the body {BLOB}");
-    // Without TSO every frame would be <= 1514 bytes: a larger average means
-    // the guest's 64 KiB GSO frames reached the program whole and passed.
-    assert!(
-        avg > 1514.0 * 4.0,
-        "no TSO frames: {avg:.0} bytes per passed frame"
-    );
+    transfer(&port, &peer.ns, &format!("default attach ({mode})"));
+    // The same in each explicit mode (re-attached; the binding stays).
+    for m in ["native", "generic"] {
+        lab.pg_ok(&["detach", TAP]);
+        lab.pg_ok(&["attach", TAP, "--mode", m]);
+        let show = cli::show_all(&lab.host, &lab.pin_dir);
+        assert_eq!(
+            cli::entry(&show, TAP).expect("tap in show")["attach_mode"],
+            m,
+            "attach --mode {m}"
+        );
+        transfer(&port, &peer.ns, m);
+    }
+    lab.pg_ok(&["detach", TAP]);
+    lab.pg_ok(&["attach", TAP]);
 
     // 4. IP spoofing: the guest adds a foreign address and pings from it.
     let spoof_ip: [u8; 4] = frames::v4(SPOOF_IP).octets();

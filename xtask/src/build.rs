@@ -23,10 +23,6 @@ fn run_cargo(args: &[&str], extra: &[&str]) -> Result<()> {
 /// `cargo run --release -p portguard-tests --bin <bin> -- <args>`, keeping its exit code.
 pub fn forward(bin: &str, args: Vec<OsString>) -> Result<ExitCode> {
     setup::run(Privilege::Optional)?;
-    if bin == "bench" {
-        // Tier D drives the CLI (`portguard attach` as an operator runs it).
-        run_cargo(&["build", "--release", "-p", "filter-user"], &[])?;
-    }
     let mut cmd = cargo([
         "run",
         "--release",
@@ -37,12 +33,6 @@ pub fn forward(bin: &str, args: Vec<OsString>) -> Result<ExitCode> {
         "--",
     ]);
     cmd.args(args);
-    if bin == "bench" {
-        cmd.env(
-            "PORTGUARD_BIN",
-            util::target_dir().join("release/portguard"),
-        );
-    }
     let st = status(&mut cmd)?;
     Ok(match st.code() {
         Some(0) => ExitCode::SUCCESS,

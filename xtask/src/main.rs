@@ -67,7 +67,7 @@ enum Cmd {
     Docs,
     /// Data-path and control-plane benchmarks.
     Bench {
-        /// Short run (under 3 minutes).
+        /// Short run (about 4 minutes).
         #[arg(long)]
         quick: bool,
         /// Also write the results as JSON to FILE.

@@ -27,6 +27,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("bpftool", "bpftool"),
     ("nsenter", "util-linux"),
+    ("setpriv", "util-linux"),
     ("tc", "iproute2"),
     ("sysctl", "procps"),
     // Real traffic, real tap guests (issue: offloads, BIG TCP, tap devices).

@@ -70,7 +70,9 @@ const USAGE: &str = "usage: bench [--quick] [--json FILE] [--md FILE] [--svg FIL
 
 Runs portguard's data-path and control-plane benchmarks (root needed) and writes
 a markdown table (default bench/results.md), JSON (default bench/results.json)
-and a plot (default bench/scaling.svg). --quick finishes in under 3 minutes.";
+and a plot (default bench/scaling.svg). --quick finishes in about 4 minutes (Tier D: 2 of them).
+Tier D (end-to-end throughput) is `--only d`; --d-tests tcp_v4_1,tcp_v4_4,tcp_v6_1,tcp_v6_4,udp_v4_pps
+and --d-rounds N run a subset of it.";
 
 impl Opts {
     fn parse(args: Vec<String>) -> Result<Opts> {
@@ -82,10 +84,14 @@ impl Opts {
         let mut json = root.join("results.json");
         let mut md = root.join("results.md");
         let mut svg = root.join("scaling.svg");
-        let mut tiers: Vec<String> = ["a", "profile", "a2", "b", "c", "d", "control", "fleet"]
+        let mut tiers: Vec<String> = ["a", "profile", "a2", "b", "c", "control", "fleet"]
             .iter()
             .map(|s| s.to_string())
             .collect();
+        // Tier D (end-to-end throughput; `--only d` alone) runs by default too.
+        tiers.push("d".into());
+        let mut d_tests: Option<Vec<String>> = None;
+        let mut d_rounds: Option<usize> = None;
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
             let mut val = |name: &str| -> Result<String> {
@@ -97,6 +103,15 @@ impl Opts {
                 "--json" => json = PathBuf::from(val("--json")?),
                 "--md" => md = PathBuf::from(val("--md")?),
                 "--svg" => svg = PathBuf::from(val("--svg")?),
+                "--d-tests" => {
+                    d_tests = Some(
+                        val("--d-tests")?
+                            .split(',')
+                            .map(|s| s.trim().to_string())
+                            .collect::<Vec<_>>(),
+                    )
+                }
+                "--d-rounds" => d_rounds = Some(val("--d-rounds")?.parse().context("--d-rounds")?),
                 "--only" => {
                     tiers = val("--only")?
                         .split(',')
@@ -147,12 +162,14 @@ impl Opts {
             b_frames: if quick { 500_000 } else { 2_000_000 },
             c_seconds: if quick { 1.5 } else { 4.0 },
             d_seconds: if quick { 2.0 } else { 4.0 },
-            rounds_d: if quick { 2 } else { 3 },
-            d_tests: if quick {
-                vec!["tcp_v4_1".into(), "udp_v4_pps".into()]
-            } else {
-                tier_d::TESTS.iter().map(|t| t.0.to_string()).collect()
-            },
+            rounds_d: d_rounds.unwrap_or(if quick { 2 } else { 3 }),
+            d_tests: d_tests.unwrap_or_else(|| {
+                if quick {
+                    vec!["tcp_v4_1".into(), "udp_v4_pps".into()]
+                } else {
+                    tier_d::TESTS.iter().map(|t| t.0.to_string()).collect()
+                }
+            }),
             tiers,
             cpu: sys::bench_cpu(),
         })
@@ -170,13 +187,13 @@ pub struct Results {
     pub started: String,
     pub elapsed_s: f64,
     pub a: Option<tier_a::TierA>,
+    pub d: Option<tier_d::TierD>,
     pub profile: Option<profile::Profile>,
     pub a2: Vec<scale::Scale>,
     pub b: Vec<live::Config>,
     pub breakdown: Option<Value>,
     pub nft_install: Vec<(u32, f64)>,
     pub c: Option<Value>,
-    pub d: Option<tier_d::TierD>,
     pub fleet: Option<Value>,
     /// Ports that come and go (control tier).
     pub lifecycle: Option<Value>,
@@ -264,6 +281,19 @@ fn run(args: Vec<String>) -> Result<()> {
             })?);
         }
     }
+    if o.tier("d") {
+        eprintln!(
+            "bench: Tier D (iperf3 through a bridge, {} s per run, {} rounds)",
+            o.d_seconds, o.rounds_d
+        );
+        match tier_d::run(&o) {
+            Ok(d) => r.d = Some(d),
+            Err(e) => {
+                eprintln!("bench: Tier D failed: {e:#}");
+                r.notes.push(format!("Tier D failed: {e:#}"));
+            }
+        }
+    }
     if o.tier("control") {
         let n = if o.quick {
             100_000
@@ -307,19 +337,6 @@ fn run(args: Vec<String>) -> Result<()> {
             Err(e) => {
                 eprintln!("bench: Tier C failed: {e:#}");
                 r.notes.push(format!("Tier C failed: {e:#}"));
-            }
-        }
-    }
-    if o.tier("d") {
-        eprintln!(
-            "bench: Tier D (iperf3 through a bridge, {} s per run, {} rounds)",
-            o.d_seconds, o.rounds_d
-        );
-        match tier_d::run(&o) {
-            Ok(d) => r.d = Some(d),
-            Err(e) => {
-                eprintln!("bench: Tier D failed: {e:#}");
-                r.notes.push(format!("Tier D failed: {e:#}"));
             }
         }
     }

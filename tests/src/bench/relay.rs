@@ -32,6 +32,8 @@ const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 /// A 64 KiB GSO frame plus the 10-byte virtio_net_hdr, with room to spare.
 const BUF: usize = 128 * 1024;
+/// sizeof(struct virtio_net_hdr), the default of both ends.
+const VNET_HDR: u64 = 10;
 
 /// The relay: two threads, stopped and joined on drop.
 pub struct Relay {
@@ -39,6 +41,10 @@ pub struct Relay {
     threads: Vec<JoinHandle<Result<()>>>,
     /// Frames moved (VM to tap, tap to VM).
     pub frames: [Arc<AtomicU64>; 2],
+    /// Bytes of those frames (without the virtio-net header).
+    pub bytes: [Arc<AtomicU64>; 2],
+    /// Those larger than a 1514-byte Ethernet frame: GSO frames.
+    pub gso: [Arc<AtomicU64>; 2],
 }
 
 /// Opens the existing tap `tap` in netns `tap_ns` with a virtio-net header
@@ -168,6 +174,8 @@ fn pump(
     to: Arc<OwnedFd>,
     stop: Arc<AtomicBool>,
     n: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+    gso: Arc<AtomicU64>,
 ) -> Result<()> {
     let mut buf = vec![0u8; BUF];
     while !stop.load(Ordering::Relaxed) {
@@ -206,6 +214,11 @@ fn pump(
             }
         }
         n.fetch_add(1, Ordering::Relaxed);
+        let len = (r as u64).saturating_sub(VNET_HDR);
+        bytes.fetch_add(len, Ordering::Relaxed);
+        if len > 1514 {
+            gso.fetch_add(1, Ordering::Relaxed);
+        }
     }
     Ok(())
 }
@@ -217,22 +230,31 @@ impl Relay {
         let pkt = Arc::new(open_packet(vm_ns, vm_if)?);
         let stop = Arc::new(AtomicBool::new(false));
         let frames = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+        let bytes = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+        let gso = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
         let mut threads = Vec::new();
         for (i, (from, to)) in [(pkt.clone(), tapfd.clone()), (tapfd, pkt)]
             .into_iter()
             .enumerate()
         {
-            let (s, n) = (stop.clone(), frames[i].clone());
+            let (s, n, b, g) = (
+                stop.clone(),
+                frames[i].clone(),
+                bytes[i].clone(),
+                gso[i].clone(),
+            );
             threads.push(
                 thread::Builder::new()
                     .name(format!("relay-{i}"))
-                    .spawn(move || pump(from, to, s, n))?,
+                    .spawn(move || pump(from, to, s, n, b, g))?,
             );
         }
         Ok(Relay {
             stop,
             threads,
             frames,
+            bytes,
+            gso,
         })
     }
 

@@ -232,6 +232,7 @@ pub fn json(o: &Opts, r: &Results) -> Value {
         "tier_a": r.a.as_ref().map(|a| a.json()),
         "tier_a_profile": r.profile.as_ref().map(|p| p.json()),
         "tier_a2": r.a2.iter().map(|s| s.json()).collect::<Vec<_>>(),
+        "tier_d": r.d.as_ref().map(|d| d.json()),
         "tier_b": r.b.iter().map(|c| (c.key(), c.json())).collect::<serde_json::Map<_, _>>(),
         "control_plane": {
             "portguard_bind_seconds": r.a2.iter().map(|s| (s.family.name().to_string(), json!(
@@ -243,7 +244,6 @@ pub fn json(o: &Opts, r: &Results) -> Value {
             "lifecycle": r.lifecycle,
         },
         "tier_c": r.c,
-        "tier_d": r.d.as_ref().map(|d| d.json()),
         "fleet": r.fleet,
         "notes": r.notes,
     })
@@ -446,6 +446,10 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
         let _ = writeln!(s);
     }
 
+    if let Some(d) = &r.d {
+        tier_d_markdown(&mut s, d);
+    }
+
     if !r.a2.is_empty() || !r.nft_install.is_empty() || r.breakdown.is_some() {
         let _ = writeln!(s, "## Control plane: installing N bindings (seconds)\n");
         let _ = writeln!(
@@ -536,9 +540,6 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
         }
         let _ = writeln!(s);
     }
-    if let Some(d) = &r.d {
-        tier_d_markdown(&mut s, d);
-    }
     if let Some(f) = &r.fleet {
         s.push_str(&super::fleet::markdown(f));
     }
@@ -608,6 +609,12 @@ fn tier_d_markdown(s: &mut String, d: &super::tier_d::TierD) {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        if let Some((f, b, g)) = t.relay {
+            let _ = writeln!(
+                s,
+                "The relay wrote {f} frames ({b} bytes) into the tap, {g} of them larger than 1514 bytes (TSO frames crossing whole).\n"
+            );
+        }
     }
 }
 

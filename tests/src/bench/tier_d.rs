@@ -89,6 +89,8 @@ pub struct Transport {
     pub tso: Vec<String>,
     /// Per case: frames the filter dropped (legitimate traffic only: must be 0).
     pub drops: Vec<u64>,
+    /// Tap only: frames, bytes and frames over 1514 bytes the relay wrote into the tap.
+    pub relay: Option<(u64, u64, u64)>,
 }
 
 impl Transport {
@@ -129,6 +131,7 @@ impl Transport {
             "tests": tests,
             "sender_tso": CASES.iter().zip(&self.tso).map(|(c, t)| (c.0.to_string(), json!(t))).collect::<serde_json::Map<_, _>>(),
             "legit_frames_dropped": CASES.iter().zip(&self.drops).map(|(c, d)| (c.0.to_string(), json!(d))).collect::<serde_json::Map<_, _>>(),
+            "relay_to_tap": self.relay.map(|(f, b, g)| json!({"frames": f, "bytes": b, "frames_over_1514_bytes": g})),
         })
     }
 }
@@ -344,7 +347,8 @@ impl Lab {
         self.server = Some(
             Command::new("nsenter")
                 .arg(format!("--net=/run/netns/{}", self.r.name))
-                .args(["iperf3", "-s", "-1"])
+                // Dies with the bench even if it is killed (nsenter execs).
+                .args(["setpriv", "--pdeathsig", "KILL", "iperf3", "-s", "-1"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -442,21 +446,26 @@ impl Lab {
         Ok(())
     }
 
-    /// Takes case `c` off again; returns the frames it dropped.
-    fn remove(&self, c: &str) -> Result<u64> {
-        Ok(match c {
+    /// The drop counter of case `c`'s filter (cumulative: portguard's
+    /// counters live as long as the binding).
+    fn drops(&self, c: &str) -> Result<u64> {
+        match c {
+            "pg_default" | "pg_native" | "pg_generic" => self.pg_drops(),
+            "nft_bridge" => nft::counter_total(&self.h.name, "bridge", nft::BRIDGE_TABLE, "pre"),
+            _ => Ok(0),
+        }
+    }
+
+    /// Takes case `c` off again.
+    fn remove(&self, c: &str) -> Result<()> {
+        match c {
             "pg_default" | "pg_native" | "pg_generic" => {
-                let d = self.pg_drops()?;
                 self.pg(&["detach", PORT])?;
-                d
             }
-            "nft_bridge" => {
-                let d = nft::counter_total(&self.h.name, "bridge", nft::BRIDGE_TABLE, "pre")?;
-                nft::delete(&self.h.name, "bridge", nft::BRIDGE_TABLE);
-                d
-            }
-            _ => 0,
-        })
+            "nft_bridge" => nft::delete(&self.h.name, "bridge", nft::BRIDGE_TABLE),
+            _ => {}
+        }
+        Ok(())
     }
 
     /// One iperf3 run; Gbit/s (TCP) or received kpps (UDP).
@@ -545,10 +554,23 @@ pub fn run(o: &Opts) -> Result<TierD> {
             bail!("Tier D needs {tool} (`cargo xtask setup` installs it)");
         }
     }
+    if let Some(k) = o
+        .d_tests
+        .iter()
+        .find(|k| !TESTS.iter().any(|t| t.0 == k.as_str()))
+    {
+        bail!(
+            "unknown Tier D test {k:?} (known: {})",
+            TESTS.map(|t| t.0).join(", ")
+        );
+    }
     let tests: Vec<_> = TESTS
         .iter()
         .filter(|t| o.d_tests.iter().any(|k| k == t.0))
         .collect();
+    if tests.is_empty() {
+        bail!("no Tier D test selected");
+    }
     let mut out = Vec::new();
     for kind in TRANSPORTS {
         eprintln!("bench: Tier D on {kind}");
@@ -571,6 +593,7 @@ pub fn run(o: &Opts) -> Result<TierD> {
                     default_mode = lab.attach_mode()?;
                 }
                 tso[c] = lab.sender_tso();
+                let d0 = lab.drops(case)?;
                 for (i, t) in tests.iter().enumerate() {
                     let v = lab.iperf(t.2, t.3, t.4, o.d_seconds);
                     match v {
@@ -581,22 +604,27 @@ pub fn run(o: &Opts) -> Result<TierD> {
                         }
                     }
                 }
-                drops[c] += lab.remove(case)?;
+                drops[c] += lab.drops(case)?.saturating_sub(d0);
+                lab.remove(case)?;
             }
         }
-        if let Some(r) = lab.relay.as_ref() {
+        let relay = lab.relay.as_ref().map(|r| {
+            let ld =
+                |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            let (f, b, g) = (ld(&r.frames[0]), ld(&r.bytes[0]), ld(&r.gso[0]));
             eprintln!(
-                "bench: relay moved {} frames to the tap, {} back",
-                r.frames[0].load(std::sync::atomic::Ordering::Relaxed),
-                r.frames[1].load(std::sync::atomic::Ordering::Relaxed)
+                "bench: relay moved {f} frames ({g} over 1514 bytes) to the tap, {} back",
+                ld(&r.frames[1])
             );
-        }
+            (f, b, g)
+        });
         out.push(Transport {
             name: kind,
             default_mode,
             tests: tests.iter().map(|t| t.0).zip(res).collect(),
             tso,
             drops,
+            relay,
         });
     }
     Ok(TierD {
