@@ -37,7 +37,7 @@ use crate::{
     audit::one_line,
     events::{ClockOffset, EventReader, PortNames},
     lifecycle::{
-        netlink::NetlinkError,
+        netlink,
         reconcile::{self, Reconciler},
         LinkEvents, Received,
     },
@@ -320,30 +320,6 @@ pub fn run(o: Options) -> Result<()> {
     rt.block_on(main_loop(o))
 }
 
-/// What the link-event thread hands the main loop.
-type LinkMsg = std::result::Result<Received, NetlinkError>;
-
-/// Forwards link events to the main loop until `stop` (or the loop is gone).
-fn link_thread(
-    mut events: LinkEvents,
-    tx: tokio::sync::mpsc::UnboundedSender<LinkMsg>,
-    stop: Arc<AtomicBool>,
-) {
-    while !stop.load(Ordering::SeqCst) {
-        let r = events.next(Duration::from_millis(200));
-        let failed = r.is_err();
-        if matches!(r, Ok(Received::Timeout)) {
-            continue;
-        }
-        if tx.send(r).is_err() {
-            return;
-        }
-        if failed {
-            thread::sleep(Duration::from_secs(1));
-        }
-    }
-}
-
 async fn main_loop(o: Options) -> Result<()> {
     // Signals first, so that a SIGHUP right after start is not fatal.
     let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
@@ -406,7 +382,7 @@ async fn main_loop(o: Options) -> Result<()> {
         let stop = link_stop.clone();
         thread::Builder::new()
             .name("links".into())
-            .spawn(move || link_thread(events, link_tx, stop))
+            .spawn(move || netlink::forward(events, &stop, |r| link_tx.send(r).is_ok()))
             .context("starting the link-event thread")?
     };
 

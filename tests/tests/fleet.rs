@@ -567,8 +567,9 @@ fn quorum_loss_changes_nothing_and_status_is_honest_after() {
     cluster.restart(0);
     cluster.restart(1);
     assert!(
-        eventually(30, || cluster.leader().is_some()),
-        "no leader after restart"
+        eventually(60, || cluster.leader().is_some()),
+        "no leader after restart:\n{}",
+        cluster.logs()
     );
     h.put(&cluster, "p3", 3);
     wait_state(&cluster, &h, "p3", "enforced", 60);

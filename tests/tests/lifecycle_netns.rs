@@ -417,6 +417,11 @@ fn attach_replaces_a_severed_link_and_show_stats_mark_the_stale_record() {
     let stats = env.stats();
     assert_eq!(stats.len(), 1, "{stats:?}");
     assert_eq!(stats[0]["stale"], true);
+    // Metrics: not attached, counted as stale, no per-port series.
+    let m = env.pg_ok(&["metrics", "--once"]);
+    assert!(m.lines().any(|l| l == "portguard_attached_ports 0"), "{m}");
+    assert!(m.lines().any(|l| l == "portguard_stale_records 1"), "{m}");
+    assert!(!m.contains("iface=\"tp1\""), "{m}");
 
     // Recreated under the same name: `attach` replaces the severed link.
     tap(&["add", "dev", "tp1", "mode", "tap"]);
@@ -447,6 +452,14 @@ fn attach_replaces_a_severed_link_and_show_stats_mark_the_stale_record() {
         "192.0.2.7",
     ]);
     env.assert_exact(&["tp1"]);
+    let m = env.pg_ok(&["metrics", "--once"]);
+    assert!(m.lines().any(|l| l == "portguard_attached_ports 1"), "{m}");
+    assert!(m.lines().any(|l| l == "portguard_stale_records 0"), "{m}");
+    let series = m
+        .lines()
+        .filter(|l| l.starts_with("portguard_passed_packets_total{") && l.contains("iface=\"tp1\""))
+        .count();
+    assert_eq!(series, 1, "{m}");
     // Attaching again is the hitless in-place replacement, as before.
     let out = env.pg_ok(&["attach", "tp1"]);
     assert!(out.contains("replaced in place"), "{out}");
@@ -936,4 +949,36 @@ fn reconciler_api() {
             pump(&mut r, &|_| show().is_empty());
         });
     });
+}
+
+/// Bad daemon input: a one-line error naming the problem, non-zero exit,
+/// nothing started.
+#[test]
+fn daemon_refuses_bad_guards_and_intervals() {
+    let env = Env::new(0);
+    env.write_config("[[guard]]\niface = \"vnet*\"\n\n[[guard]]\niface = \"*\"\n");
+    let config = env.config().display().to_string();
+    let o = env.pg(&["daemon", "--config", &config]);
+    assert!(!o.status.success());
+    assert!(cli::one_line_error(&o), "{}", cli::stderr(&o));
+    let e = cli::stderr(&o);
+    assert!(
+        e.contains("line 4")
+            && e.contains("guard[1].iface")
+            && e.contains("matches every interface"),
+        "{e}"
+    );
+    env.write_config("[[guard]]\niface = \"vnet*\"\n");
+    let o = env.pg(&["daemon", "--config", &config, "--resync-interval", "0"]);
+    assert!(!o.status.success());
+    assert!(cli::one_line_error(&o), "{}", cli::stderr(&o));
+    assert!(
+        cli::stderr(&o).contains("--resync-interval"),
+        "{}",
+        cli::stderr(&o)
+    );
+    assert!(
+        !env.lab.pin_dir.join("maps").exists(),
+        "something was created"
+    );
 }

@@ -142,6 +142,29 @@ impl LinkEvents {
     }
 }
 
+/// Receives until `stop` is set (checked at least every 200 ms) or `send`
+/// returns false, handing `send` everything but timeouts. Meant for a
+/// thread of its own feeding a channel; after an error it pauses a second.
+pub fn forward(
+    mut events: LinkEvents,
+    stop: &std::sync::atomic::AtomicBool,
+    mut send: impl FnMut(Result<Received, NetlinkError>) -> bool,
+) {
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let r = events.next(Duration::from_millis(200));
+        let failed = r.is_err();
+        if matches!(r, Ok(Received::Timeout)) {
+            continue;
+        }
+        if !send(r) {
+            return;
+        }
+        if failed {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
 impl AsRawFd for LinkEvents {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.sock.as_raw_fd()

@@ -303,7 +303,11 @@ impl Reconciler {
         let (ino, mut p) = match self.pinned.take() {
             Some((i, p)) if Some(i) == ino => (i, p),
             _ => {
-                let p = Pinned::open(&dir)?;
+                let mut p = Pinned::open(&dir)?;
+                // Verified now, not when the first interface appears (that
+                // costs ~0.1-0.5 s); a failure shows again at attach time.
+                let _ = p.program();
+                let _ = p.vlan_program();
                 (maps_ino(&dir).unwrap_or(0), p)
             }
         };
@@ -460,11 +464,16 @@ impl Reconciler {
                 "+ {name}: guard {g:?}: attached fail-closed (unbound_port) until a binding arrives"
             ));
         }
-        p.edit_record(ifindex, |c| {
-            if c.flags & flags::BOUND == 0 {
-                c.flags |= flags::GUARDED;
-            }
-        })?;
+        // Marked once (an edit is a record flip); a bound record never is.
+        if p.config(ifindex)?
+            .is_some_and(|c| c.flags & (flags::BOUND | flags::GUARDED) == 0)
+        {
+            p.edit_record(ifindex, |c| {
+                if c.flags & flags::BOUND == 0 {
+                    c.flags |= flags::GUARDED;
+                }
+            })?;
+        }
         Ok(())
     }
 

@@ -214,6 +214,7 @@ pub fn json(o: &Opts, r: &Results) -> Value {
             ))).collect::<serde_json::Map<_, _>>(),
             "nft_f_seconds_v6": r.nft_install.iter().map(|(n, s)| json!({"elements": n, "seconds": round(*s, 4)})).collect::<Vec<_>>(),
             "breakdown": r.breakdown,
+            "lifecycle": r.lifecycle,
         },
         "tier_c": r.c,
         "fleet": r.fleet,
@@ -454,6 +455,10 @@ pub fn markdown(o: &Opts, r: &Results, doc: &Value) -> String {
                 }
             );
         }
+    }
+
+    if let Some(l) = &r.lifecycle {
+        super::lifecycle::markdown(&mut s, l);
     }
 
     if let Some(c) = &r.c {
