@@ -775,3 +775,27 @@ impl Agent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_jittered_bounded_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut ceiling = Duration::from_millis(100);
+        for _ in 0..10 {
+            let d = b.delay();
+            assert!(
+                d >= ceiling / 2 && d <= ceiling,
+                "{d:?} outside [{:?}, {ceiling:?}]",
+                ceiling / 2
+            );
+            ceiling = (ceiling * 2).min(Duration::from_secs(1));
+        }
+        b.reset();
+        assert!(b.delay() <= Duration::from_millis(100));
+        let j = b.jitter(Duration::from_secs(100));
+        assert!(j >= Duration::from_secs(90) && j <= Duration::from_secs(110));
+    }
+}
