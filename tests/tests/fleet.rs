@@ -507,10 +507,16 @@ fn leader_kill_loses_no_event() {
         eventually(30, || cluster.leader().is_some()),
         "no new leader"
     );
+    let t = Instant::now();
     h.put(&cluster, "p2", 2);
+    wait_state(&cluster, &h, "p2", "enforced", 30);
+    // Reported, not asserted (the goal is 3 s; this machine is shared).
+    eprintln!(
+        "leader kill: put after failover enforced in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     // 120 pending ports + p1 + p2: every acknowledged write was seen.
     wait_converged(&cluster, &h, 122, 60);
-    wait_state(&cluster, &h, "p2", "enforced", 30);
     assert_eq!(
         spoofed_delivered(h.vm(2), h.vm(1), 3),
         0,
@@ -561,8 +567,9 @@ fn quorum_loss_changes_nothing_and_status_is_honest_after() {
     cluster.restart(0);
     cluster.restart(1);
     assert!(
-        eventually(30, || cluster.leader().is_some()),
-        "no leader after restart"
+        eventually(60, || cluster.leader().is_some()),
+        "no leader after restart:\n{}",
+        cluster.logs()
     );
     h.put(&cluster, "p3", 3);
     wait_state(&cluster, &h, "p3", "enforced", 60);

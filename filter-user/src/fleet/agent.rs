@@ -29,7 +29,7 @@ use super::{
     value,
 };
 use crate::{
-    lifecycle::{LinkEvents, Received},
+    lifecycle::{netlink, LinkEvents, Received},
     state::{self, Port},
 };
 
@@ -83,31 +83,22 @@ pub enum AgentError {
 }
 
 /// Link events from rtnetlink, read on a thread of their own (the socket
-/// is blocking) and handed to the agent's loop.
+/// is blocking; lifecycle's `forward`) and handed to the agent's loop. The
+/// thread ends when the agent's receiver is dropped.
 fn link_events() -> UnboundedReceiver<Received> {
     let (tx, rx) = unbounded_channel();
     match LinkEvents::subscribe() {
-        Ok(mut ev) => {
-            std::thread::spawn(move || loop {
-                match ev.next(Duration::from_secs(1)) {
-                    Ok(Received::Timeout) => {
-                        if tx.is_closed() {
-                            return;
-                        }
-                    }
-                    Ok(r) => {
-                        if tx.send(r).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
+        Ok(ev) => {
+            std::thread::spawn(move || {
+                let never = std::sync::atomic::AtomicBool::new(false);
+                netlink::forward(ev, &never, |r| {
+                    let r = r.unwrap_or_else(|e| {
                         log(format!("link events: {e}"));
-                        if tx.send(Received::Overrun).is_err() {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_secs(1));
-                    }
-                }
+                        // Events may be lost: the reconciler re-reads every link.
+                        Received::Overrun
+                    });
+                    tx.send(r).is_ok()
+                });
             });
         }
         // Ports whose interface appears later wait for the next list.
@@ -782,5 +773,29 @@ impl Agent {
             let mut c = self.client.clone();
             let _ = tokio::time::timeout(Duration::from_secs(1), c.lease_revoke(id)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_jittered_bounded_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut ceiling = Duration::from_millis(100);
+        for _ in 0..10 {
+            let d = b.delay();
+            assert!(
+                d >= ceiling / 2 && d <= ceiling,
+                "{d:?} outside [{:?}, {ceiling:?}]",
+                ceiling / 2
+            );
+            ceiling = (ceiling * 2).min(Duration::from_secs(1));
+        }
+        b.reset();
+        assert!(b.delay() <= Duration::from_millis(100));
+        let j = b.jitter(Duration::from_secs(100));
+        assert!(j >= Duration::from_secs(90) && j <= Duration::from_secs(110));
     }
 }
