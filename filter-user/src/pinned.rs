@@ -83,6 +83,9 @@ pub struct Pinned {
     stats: PerCpuArray<MapData, PortStats>,
     rate: Array<MapData, RateState>,
     program_loaded: bool,
+    /// The slots in use as last read from PORTS, with the allocation epoch
+    /// (see [`Pinned::new_slot`]) at that time.
+    slots: Option<(u64, BTreeSet<u32>)>,
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &str) -> Result<T>
@@ -135,6 +138,7 @@ impl Pinned {
             rate: take(&mut ebpf, "RATE")?,
             ebpf,
             program_loaded: false,
+            slots: None,
         })
     }
 
@@ -275,6 +279,12 @@ impl Pinned {
     /// Removes the record of `ifindex` (index entry first: a reader then
     /// finds it through PORTS, then not at all).
     fn remove(&mut self, ifindex: u32) -> Result<()> {
+        if self.slots.is_some() {
+            let slot = self.config(ifindex)?.map(|c| c.slot);
+            if let (Some((_, used)), Some(slot)) = (self.slots.as_mut(), slot) {
+                used.remove(&slot);
+            }
+        }
         let e = self.index_entry(ifindex)?;
         if e.ifindex == ifindex {
             self.port_index
@@ -302,9 +312,11 @@ impl Pinned {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
         let path = dir.join(format!("{name}.lock"));
+        // Read and written: it also holds the slot epoch (`new_slot`).
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
@@ -344,7 +356,7 @@ impl Pinned {
                 cfg.attach_mode = c.attach_mode;
                 cfg.attach_reason = c.attach_reason;
             }
-            None => cfg.slot = self.new_slot()?,
+            None => cfg.slot = self.new_slot(&_lock)?,
         }
         self.write_gen(ifindex, generation, &b.ips, cfg.flags)?;
         self.put(ifindex, &cfg).context("the binding flip")?;
@@ -395,7 +407,7 @@ impl Pinned {
                 Ok(false)
             }
             None => {
-                let slot = self.new_slot()?;
+                let slot = self.new_slot(&_lock)?;
                 let rec = attach_only_record(ifindex, ifname, slot, mode);
                 self.put(ifindex, &rec)?;
                 Ok(true)
@@ -644,15 +656,39 @@ impl Pinned {
     }
 
     /// Lowest slot no port record uses; its counters and buckets are reset.
-    fn new_slot(&mut self) -> Result<u32> {
-        let mut used = BTreeSet::new();
-        for item in self.ports.iter() {
-            let (_, r) = item.context("iterating PORTS")?;
-            used.insert(r.slot());
-        }
+    /// A free STATS/RATE slot, reset. Scanning PORTS for the slots in use
+    /// costs two syscalls per port, so a sync of N new ports would be
+    /// O(N^2): the scan is cached, and every allocation (by any process, all
+    /// under the change lock) bumps an epoch kept in the lock file; a cache
+    /// from another epoch is rebuilt. Frees by other processes only leave a
+    /// slot unused here until the next rebuild, never handed out twice.
+    fn new_slot(&mut self, lock: &fs::File) -> Result<u32> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 8];
+        let epoch = match lock.read_at(&mut buf, 0) {
+            Ok(8) => u64::from_le_bytes(buf),
+            Ok(_) => 0,
+            Err(e) => return Err(e).context("reading the slot epoch from the lock file"),
+        };
+        let mut used = match self.slots.take() {
+            Some((e, used)) if e == epoch => used,
+            _ => {
+                let mut used = BTreeSet::new();
+                for item in self.ports.iter() {
+                    let (_, r) = item.context("iterating PORTS")?;
+                    used.insert(r.slot());
+                }
+                used
+            }
+        };
         let slot = (1..MAX_PORTS)
             .find(|s| !used.contains(s))
             .ok_or_else(|| anyhow!("all {} port slots are in use", MAX_PORTS - 1))?;
+        used.insert(slot);
+        let epoch = epoch.wrapping_add(1);
+        lock.write_at(&epoch.to_le_bytes(), 0)
+            .context("writing the slot epoch to the lock file")?;
+        self.slots = Some((epoch, used));
         let n = aya::util::nr_cpus().map_err(|(m, e)| anyhow!("{m}: {e}"))?;
         let zeros = PerCpuValues::try_from(vec![PortStats::ZERO; n])
             .map_err(|e| anyhow!("building per-CPU zero values: {e}"))?;

@@ -282,3 +282,44 @@ fn map_len<K: aya::Pod>(pin: &Path, name: &str) -> usize {
 fn addr_entries(pin: &Path) -> usize {
     map_len::<V4Key>(pin, "V4_ADDRS") + map_len::<V6Key>(pin, "V6_ADDRS")
 }
+
+/// Slot allocation caches its scan of PORTS (a sync of N new ports would
+/// otherwise be O(N^2)); two handles on one pin dir, as two processes would
+/// hold them, allocating and freeing in turns must never share a slot.
+#[test]
+fn slots_stay_unique_across_handles_that_allocate_in_turns() {
+    let pin = PinDir::new();
+    let mut a = Pinned::open(&pin.path).expect("Pinned::open");
+    let mut b = Pinned::open(&pin.path).expect("Pinned::open");
+    let bind = |p: &mut Pinned, ifindex: u32| {
+        p.bind(
+            ifindex,
+            &format!("pgs{ifindex}"),
+            &binding(MAC_A, &["192.0.2.1"]),
+        )
+        .unwrap();
+    };
+    for i in 1000..1005 {
+        bind(&mut a, i);
+    }
+    for i in 1005..1010 {
+        bind(&mut b, i);
+    }
+    // `a` still holds its cache from before `b` allocated.
+    for i in 1010..1015 {
+        bind(&mut a, i);
+    }
+    a.unbind(1002).unwrap();
+    b.unbind(1007).unwrap();
+    for i in 1015..1020 {
+        bind(&mut b, i);
+        bind(&mut a, i + 100);
+    }
+    let mut slots: Vec<u32> = a.records().unwrap().iter().map(|c| c.slot).collect();
+    // 3 x 5 bound, 2 unbound (their records go: not attached), 2 x 5 more.
+    assert_eq!(slots.len(), 23, "{slots:?}");
+    slots.sort_unstable();
+    let n = slots.len();
+    slots.dedup();
+    assert_eq!(slots.len(), n, "a slot was handed out twice: {slots:?}");
+}
