@@ -162,7 +162,8 @@ impl fmt::Display for StateError {
             None => {}
         }
         if let Some(field) = &self.field {
-            write!(f, ", field `{field}`")?;
+            // A JSON key may hold a newline (an unknown field): errors are one line.
+            write!(f, ", field `{}`", field.escape_debug())?;
         }
         // Parser messages may span lines ("invalid array\nexpected `]`"): errors are one line.
         let message: Vec<&str> = self
