@@ -411,8 +411,11 @@ enum LinkPin {
     None,
     /// A live XDP link on this ifindex.
     Ours,
-    /// A link whose interface is gone (severed) or another interface's: dead weight.
+    /// A link whose interface is gone (severed): dead weight.
     Stale,
+    /// The live link of another interface, renamed away from this name:
+    /// never removed here (that would unfilter it); `attach` moves its pins.
+    Other,
 }
 
 fn link_pin(links: &Path, name: &str, ifindex: u32) -> LinkPin {
@@ -422,6 +425,7 @@ fn link_pin(links: &Path, name: &str, ifindex: u32) -> LinkPin {
     }
     match attach::pinned_link_ifindex(&path) {
         Ok(i) if i == ifindex => LinkPin::Ours,
+        Ok(i) if i != 0 && iface::name(i).is_some() => LinkPin::Other,
         Ok(_) => LinkPin::Stale,
         // Cannot tell (e.g. no permission): trust the pin.
         Err(_) => LinkPin::Ours,
