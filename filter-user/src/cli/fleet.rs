@@ -70,24 +70,35 @@ pub enum Cmd {
     /// Set a port's binding on a host (validated first; a bad value writes nothing).
     Put(PutArgs),
     /// Remove a port's binding from a host (its agent unbinds and detaches it).
-    Delete { host: String, id: String },
+    Delete {
+        /// Hypervisor name (its agent's `--host`, its certificate's CN).
+        host: String,
+        /// Port id.
+        id: String,
+    },
     /// Show a host's bindings (one port, or all).
     Get {
+        /// Hypervisor name.
         host: String,
+        /// Port id (all the host's ports without it).
         id: Option<String>,
-        #[arg(long)]
+        /// Print JSON instead of a table.
+        #[arg(short = 'j', long)]
         json: bool,
     },
     /// Agents and per-port status across hosts (or one host).
     Status {
+        /// Only this hypervisor.
         host: Option<String>,
-        #[arg(long)]
+        /// Print JSON instead of a table.
+        #[arg(short = 'j', long)]
         json: bool,
     },
 }
 
 #[derive(clap::Args)]
 pub struct PutArgs {
+    /// Hypervisor name (its agent's `--host`, its certificate's CN).
     pub host: String,
     /// Port id (one key segment: letters, digits, `.` `_` `:` `-`).
     pub id: String,
@@ -97,11 +108,13 @@ pub struct PutArgs {
     /// Host-side interface of the VM.
     #[arg(long, required_unless_present = "value")]
     pub iface: Option<String>,
+    /// The VM's MAC address.
     #[arg(long, required_unless_present = "value")]
     pub mac: Option<String>,
     /// An address or prefix the VM may use (repeat).
     #[arg(long = "ip")]
     pub ip: Vec<String>,
+    /// Tenant label.
     #[arg(long)]
     pub tenant: Option<String>,
     /// enforce or monitor.
