@@ -53,6 +53,8 @@ pub fn run() -> Result<ExitCode> {
     ));
     // The eBPF crate is outside the workspace: lint and format-check it with
     // its own toolchain, target and build-std (filter-ebpf/.cargo/config.toml).
+    // target/ebpf is clippy's alone: filter-user's build script builds the
+    // object under its OUT_DIR.
     let ebpf_target = target_dir().join("ebpf");
     steps.push((
         "filter-ebpf: cargo +nightly clippy --release -- -D warnings".into(),
