@@ -6,9 +6,8 @@ use crate::{addrs::v4_allowed, bytes::eq6, pkt::Pkt};
 /// Returns the verdict and whether the frame is an ARP request (for storm control).
 #[inline(always)]
 pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> (Reason, bool) {
-    let a = match p.bytes::<28>(l3) {
-        Some(a) => a,
-        None => return (Reason::Malformed, false),
+    let Some(a) = p.bytes::<28>(l3) else {
+        return (Reason::Malformed, false);
     };
     let op = u16::from_be_bytes([a[6], a[7]]);
     if a[0] != 0 || a[1] != 1 || a[2] != 0x08 || a[3] != 0x00 || a[4] != 6 || a[5] != 4 {

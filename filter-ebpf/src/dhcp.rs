@@ -6,7 +6,7 @@
 use filter_common::{flags, PortConfig, Reason, MAX_DHCP_OPTIONS};
 
 use crate::{
-    bytes::eq6,
+    bytes::{eq6, sub},
     pkt::{opaque, Pkt},
 };
 
@@ -57,9 +57,8 @@ pub fn v4(p: &Pkt, udp: usize, end: usize, dport: u16, more: bool, port: &PortCo
     if bootp + BOOTP_FIXED > end {
         return Reason::Malformed;
     }
-    let h = match p.bytes::<34>(bootp) {
-        Some(h) => h,
-        None => return Reason::Malformed,
+    let Some(h) = p.bytes::<34>(bootp) else {
+        return Reason::Malformed;
     };
     // BOOTREPLY (2) is a server's; a request with giaddr set is a relay's.
     if h[0] == 2 || h[24] | h[25] | h[26] | h[27] != 0 {
@@ -98,9 +97,8 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
         if o >= end {
             return Reason::Pass;
         }
-        let code = match byte_at(p, o) {
-            Some(c) => c,
-            None => return Reason::Malformed,
+        let Some(code) = byte_at(p, o) else {
+            return Reason::Malformed;
         };
         if code == OPT_END {
             return Reason::Pass;
@@ -113,10 +111,10 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
         if o + 2 > end {
             return Reason::Malformed;
         }
-        let len = match p.bytes::<2>(o) {
-            Some(h) => h[1] as usize,
-            None => return Reason::Malformed,
+        let Some(h) = p.bytes::<2>(o) else {
+            return Reason::Malformed;
         };
+        let len = h[1] as usize;
         if o + 2 + len > end {
             return Reason::Malformed;
         }
@@ -127,19 +125,17 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
             if len < 2 {
                 return Reason::DhcpSpoof;
             }
-            let id = match p.bytes::<3>(o) {
-                Some(b) => b,
-                None => return Reason::Malformed,
+            let Some(id) = p.bytes::<3>(o) else {
+                return Reason::Malformed;
             };
             if id[2] == 1 {
                 if len != 7 {
                     return Reason::DhcpSpoof;
                 }
-                let mac = match p.bytes::<9>(o) {
-                    Some(b) => [b[3], b[4], b[5], b[6], b[7], b[8]],
-                    None => return Reason::Malformed,
+                let Some(b) = p.bytes::<9>(o) else {
+                    return Reason::Malformed;
                 };
-                if !eq6(&mac, &port.mac) {
+                if !eq6(&sub::<9, 3, 6>(b), &port.mac) {
                     return Reason::DhcpSpoof;
                 }
             }
@@ -177,10 +173,10 @@ pub fn v6(p: &Pkt, udp: usize, end: usize, dport: u16) -> Reason {
     if udp + 12 > end {
         return Reason::Malformed;
     }
-    let ty = match p.bytes::<4>(opaque(udp + 8)) {
-        Some(t) => t[0] as u32,
-        None => return Reason::Malformed,
+    let Some(t) = p.bytes::<4>(opaque(udp + 8)) else {
+        return Reason::Malformed;
     };
+    let ty = t[0] as u32;
     if ty < 32 && DHCP6_CLIENT_TYPES & (1 << ty) != 0 {
         Reason::Pass
     } else {

@@ -14,9 +14,8 @@ pub const MAX_IP_LEN: usize = 0xffff;
 
 #[inline(always)]
 pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
-    let ip = match p.bytes::<20>(l3) {
-        Some(h) => h,
-        None => return Reason::Malformed,
+    let Some(ip) = p.bytes::<20>(l3) else {
+        return Reason::Malformed;
     };
     if ip[0] >> 4 != 4 {
         return Reason::Malformed;
@@ -42,9 +41,8 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
         if ihl + 8 > total {
             return Reason::Malformed;
         }
-        let udp = match p.bytes::<4>(l3 + ihl) {
-            Some(u) => u,
-            None => return Reason::Malformed,
+        let Some(udp) = p.bytes::<4>(l3 + ihl) else {
+            return Reason::Malformed;
         };
         let sport = u16::from_be_bytes([udp[0], udp[1]]);
         dport = u16::from_be_bytes([udp[2], udp[3]]);

@@ -33,9 +33,8 @@ fn is_ext(nh: u8) -> bool {
 
 #[inline(always)]
 pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
-    let ip = match p.bytes::<40>(l3) {
-        Some(h) => h,
-        None => return Reason::Malformed,
+    let Some(ip) = p.bytes::<40>(l3) else {
+        return Reason::Malformed;
     };
     if ip[0] >> 4 != 6 {
         return Reason::Malformed;
@@ -72,9 +71,8 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
             if off + 8 > end {
                 return Reason::Malformed;
             }
-            let f = match p.bytes::<8>(off) {
-                Some(f) => f,
-                None => return Reason::Malformed,
+            let Some(f) = p.bytes::<8>(off) else {
+                return Reason::Malformed;
             };
             nh = f[0];
             off += 8;
@@ -96,9 +94,8 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
             if off + 2 > end {
                 return Reason::Malformed;
             }
-            let h = match p.bytes::<2>(off) {
-                Some(h) => h,
-                None => return Reason::Malformed,
+            let Some(h) = p.bytes::<2>(off) else {
+                return Reason::Malformed;
             };
             let len = (h[1] as usize + 1) * 8;
             if off + len > end {
@@ -132,9 +129,8 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
             if off + 8 > end {
                 return Reason::Malformed;
             }
-            let udp = match p.bytes::<4>(off) {
-                Some(u) => u,
-                None => return Reason::Malformed,
+            let Some(udp) = p.bytes::<4>(off) else {
+                return Reason::Malformed;
             };
             let verdict = source_only(port, &src, src_unspecified);
             if verdict != Reason::Pass {
@@ -191,9 +187,8 @@ fn icmpv6(
     if off + 4 > end {
         return Reason::Malformed;
     }
-    let head = match p.bytes::<4>(off) {
-        Some(h) => h,
-        None => return Reason::Malformed,
+    let Some(head) = p.bytes::<4>(off) else {
+        return Reason::Malformed;
     };
     let ty = head[0];
     let code = head[1];
@@ -203,9 +198,8 @@ fn icmpv6(
         if off + 24 > end {
             return Reason::Malformed;
         }
-        let nd = match p.bytes::<24>(off) {
-            Some(n) => n,
-            None => return Reason::Malformed,
+        let Some(nd) = p.bytes::<24>(off) else {
+            return Reason::Malformed;
         };
         target = sub::<24, 8, 16>(nd);
     }
@@ -295,9 +289,8 @@ fn nd(
         if o + 2 > end {
             return Reason::Malformed;
         }
-        let h = match p.bytes::<2>(o) {
-            Some(h) => h,
-            None => return Reason::Malformed,
+        let Some(h) = p.bytes::<2>(o) else {
+            return Reason::Malformed;
         };
         let len = h[1] as usize * 8;
         if len == 0 {
@@ -310,9 +303,8 @@ fn nd(
             if src_unspecified || len != 8 {
                 return Reason::NdSpoof;
             }
-            let opt = match p.bytes::<8>(o) {
-                Some(b) => b,
-                None => return Reason::Malformed,
+            let Some(opt) = p.bytes::<8>(o) else {
+                return Reason::Malformed;
             };
             if !eq6(&sub::<8, 2, 6>(opt), &port.mac) {
                 return Reason::NdSpoof;

@@ -28,9 +28,8 @@ pub enum Class {
 
 #[inline(always)]
 pub fn check(p: &Pkt, port: &PortConfig) -> Reason {
-    let eth = match p.bytes::<14>(0) {
-        Some(e) => e,
-        None => return Reason::Malformed,
+    let Some(eth) = p.bytes::<14>(0) else {
+        return Reason::Malformed;
     };
     // Source MAC: exactly the bound one. The bound MAC is unicast (userspace
     // refuses group addresses), so a group-address source never matches.
@@ -45,9 +44,8 @@ pub fn check(p: &Pkt, port: &PortConfig) -> Reason {
         if ethertype == ETH_P_8021AD || port.n_vlans == 0 {
             return Reason::Vlan;
         }
-        let tag = match p.bytes::<4>(14) {
-            Some(t) => t,
-            None => return Reason::Malformed,
+        let Some(tag) = p.bytes::<4>(14) else {
+            return Reason::Malformed;
         };
         let vid = u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff;
         if !vlan_allowed(port, vid) {
