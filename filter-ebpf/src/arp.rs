@@ -1,12 +1,13 @@
 //! ARP: well-formed Ethernet/IPv4 request or reply whose sender is the port itself.
-use filter_common::{PortConfig, Reason};
+use filter_common::Reason;
 
-use crate::{addrs::v4_allowed, bytes::eq6, pkt::Pkt};
+use crate::{addrs::v4_allowed, bytes::eq6, pkt::Frame};
 
 /// Returns the verdict and whether the frame is an ARP request (for storm control).
 #[inline(always)]
-pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> (Reason, bool) {
-    let Some(a) = p.bytes::<28>(l3) else {
+pub fn check(f: &Frame) -> (Reason, bool) {
+    let port = f.port;
+    let Some(a) = f.bytes::<28>(f.l3) else {
         return (Reason::Malformed, false);
     };
     let op = u16::from_be_bytes([a[6], a[7]]);

@@ -7,7 +7,7 @@ use filter_common::{flags, PortConfig, Reason, MAX_DHCP_OPTIONS};
 
 use crate::{
     bytes::{eq6, sub},
-    pkt::{opaque, Pkt},
+    pkt::{opaque, Frame},
 };
 
 pub const BOOTPS: u16 = 67;
@@ -44,7 +44,7 @@ pub fn v6_port(port: &PortConfig, dport: u16) -> bool {
 /// IPv4 UDP to port 67 or 68. `udp` is the UDP header's offset, `end` the end
 /// of the IP packet, `more` the IPv4 more-fragments flag (offset is 0 here).
 #[inline(always)]
-pub fn v4(p: &Pkt, udp: usize, end: usize, dport: u16, more: bool, port: &PortConfig) -> Reason {
+pub fn v4(f: &Frame, udp: usize, end: usize, dport: u16, more: bool) -> Reason {
     if dport == BOOTPC {
         return Reason::DhcpServer;
     }
@@ -57,7 +57,7 @@ pub fn v4(p: &Pkt, udp: usize, end: usize, dport: u16, more: bool, port: &PortCo
     if bootp + BOOTP_FIXED > end {
         return Reason::Malformed;
     }
-    let Some(h) = p.bytes::<34>(bootp) else {
+    let Some(h) = f.bytes::<34>(bootp) else {
         return Reason::Malformed;
     };
     // BOOTREPLY (2) is a server's; a request with giaddr set is a relay's.
@@ -68,7 +68,7 @@ pub fn v4(p: &Pkt, udp: usize, end: usize, dport: u16, more: bool, port: &PortCo
         return Reason::Malformed;
     }
     let chaddr = [h[28], h[29], h[30], h[31], h[32], h[33]];
-    if h[1] != 1 || h[2] != 6 || !eq6(&chaddr, &port.mac) {
+    if h[1] != 1 || h[2] != 6 || !eq6(&chaddr, &f.port.mac) {
         return Reason::DhcpSpoof;
     }
     let opts = bootp + BOOTP_FIXED;
@@ -76,8 +76,8 @@ pub fn v4(p: &Pkt, udp: usize, end: usize, dport: u16, more: bool, port: &PortCo
         // Plain BOOTP without the vendor area: nothing more to check.
         return Reason::Pass;
     }
-    match p.bytes::<4>(opts) {
-        Some(m) if *m == MAGIC => v4_options(p, opts + 4, end, port),
+    match f.bytes::<4>(opts) {
+        Some(m) if *m == MAGIC => v4_options(f, opts + 4, end),
         Some(_) => Reason::Pass,
         None => Reason::Malformed,
     }
@@ -87,7 +87,7 @@ pub fn v4(p: &Pkt, udp: usize, end: usize, dport: u16, more: bool, port: &PortCo
 /// hardware type 1 must be the bound MAC; option overload (which would move
 /// options into `sname`/`file`, unwalked) and options left over are refused.
 #[inline(always)]
-fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
+fn v4_options(f: &Frame, start: usize, end: usize) -> Reason {
     let mut o = start;
     let mut i = 0;
     while i < MAX_DHCP_OPTIONS {
@@ -97,7 +97,7 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
         if o >= end {
             return Reason::Pass;
         }
-        let Some(code) = byte_at(p, o) else {
+        let Some(code) = byte_at(f, o) else {
             return Reason::Malformed;
         };
         if code == OPT_END {
@@ -111,7 +111,7 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
         if o + 2 > end {
             return Reason::Malformed;
         }
-        let Some(h) = p.bytes::<2>(o) else {
+        let Some(h) = f.bytes::<2>(o) else {
             return Reason::Malformed;
         };
         let len = h[1] as usize;
@@ -125,17 +125,17 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
             if len < 2 {
                 return Reason::DhcpSpoof;
             }
-            let Some(id) = p.bytes::<3>(o) else {
+            let Some(id) = f.bytes::<3>(o) else {
                 return Reason::Malformed;
             };
             if id[2] == 1 {
                 if len != 7 {
                     return Reason::DhcpSpoof;
                 }
-                let Some(b) = p.bytes::<9>(o) else {
+                let Some(b) = f.bytes::<9>(o) else {
                     return Reason::Malformed;
                 };
-                if !eq6(&sub::<9, 3, 6>(b), &port.mac) {
+                if !eq6(&sub::<9, 3, 6>(b), &f.port.mac) {
                     return Reason::DhcpSpoof;
                 }
             }
@@ -145,7 +145,7 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
     }
     if o < end {
         // More options than we walk: one of them could name someone else.
-        match byte_at(p, o) {
+        match byte_at(f, o) {
             Some(OPT_END) => Reason::Pass,
             _ => Reason::DhcpSpoof,
         }
@@ -158,14 +158,14 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
 /// one-byte bounds check into `ptr >= data_end`, a form the verifier does
 /// not turn into a readable range.
 #[inline(always)]
-fn byte_at(p: &Pkt, o: usize) -> Option<u8> {
-    p.bytes::<2>(o - 1).map(|b| b[1])
+fn byte_at(f: &Frame, o: usize) -> Option<u8> {
+    f.bytes::<2>(o - 1).map(|b| b[1])
 }
 
 /// IPv6 UDP to port 546 or 547. `udp` is the UDP header's offset, `end` the
 /// end of payload.
 #[inline(always)]
-pub fn v6(p: &Pkt, udp: usize, end: usize, dport: u16) -> Reason {
+pub fn v6(f: &Frame, udp: usize, end: usize, dport: u16) -> Reason {
     if dport == DHCP6_CLIENT {
         return Reason::DhcpServer;
     }
@@ -173,7 +173,7 @@ pub fn v6(p: &Pkt, udp: usize, end: usize, dport: u16) -> Reason {
     if udp + 12 > end {
         return Reason::Malformed;
     }
-    let Some(t) = p.bytes::<4>(opaque(udp + 8)) else {
+    let Some(t) = f.bytes::<4>(opaque(udp + 8)) else {
         return Reason::Malformed;
     };
     let ty = t[0] as u32;

@@ -1,11 +1,11 @@
 //! IPv4: header sanity, source address, DHCP client exception; fragments
 //! and DHCP content in `frag` and `dhcp`.
-use filter_common::{PortConfig, Reason};
+use filter_common::Reason;
 
 use crate::{
     addrs::v4_allowed,
     dhcp, frag,
-    pkt::{opaque, Pkt},
+    pkt::{opaque, Frame},
 };
 
 const IPPROTO_UDP: u8 = 17;
@@ -13,8 +13,9 @@ const IPPROTO_UDP: u8 = 17;
 pub const MAX_IP_LEN: usize = 0xffff;
 
 #[inline(always)]
-pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
-    let Some(ip) = p.bytes::<20>(l3) else {
+pub fn check(f: &Frame) -> Reason {
+    let (l3, port) = (f.l3, f.port);
+    let Some(ip) = f.bytes::<20>(l3) else {
         return Reason::Malformed;
     };
     if ip[0] >> 4 != 4 {
@@ -24,10 +25,10 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
     let mut total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
     // BIG TCP: a GSO super-frame over 64 KiB carries total length 0; its
     // packet then runs to the end of the frame (policy.md 4.1).
-    if total == 0 && p.len() - l3 > MAX_IP_LEN {
-        total = p.len() - l3;
+    if total == 0 && f.len() - l3 > MAX_IP_LEN {
+        total = f.len() - l3;
     }
-    if ihl < 20 || total < ihl || l3 + total > p.len() {
+    if ihl < 20 || total < ihl || l3 + total > f.len() {
         return Reason::Malformed;
     }
     let total = opaque(total);
@@ -41,7 +42,7 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
         if ihl + 8 > total {
             return Reason::Malformed;
         }
-        let Some(udp) = p.bytes::<4>(l3 + ihl) else {
+        let Some(udp) = f.bytes::<4>(l3 + ihl) else {
             return Reason::Malformed;
         };
         let sport = u16::from_be_bytes([udp[0], udp[1]]);
@@ -70,14 +71,7 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
         }
     }
     if dhcp::v4_port(port, dport) {
-        return dhcp::v4(
-            p,
-            l3 + ihl,
-            l3 + total,
-            dport,
-            frag_field & 0x2000 != 0,
-            port,
-        );
+        return dhcp::v4(f, l3 + ihl, l3 + total, dport, frag_field & 0x2000 != 0);
     }
     Reason::Pass
 }

@@ -9,7 +9,7 @@ use crate::{
     bytes::{eq6, is_zero16, sub},
     dhcp, frag,
     ipv4::MAX_IP_LEN,
-    pkt::{opaque, Pkt},
+    pkt::{opaque, Frame},
 };
 
 const NH_HOP: u8 = 0;
@@ -31,9 +31,23 @@ fn is_ext(nh: u8) -> bool {
     nh == NH_HOP || nh == NH_ROUTING || nh == NH_FRAGMENT || nh == NH_DSTOPTS
 }
 
+/// What the fixed header and the extension-header walk found, for the
+/// upper-layer checks.
+struct Ip6 {
+    /// End of the payload (upper-layer parsing stops here, not at the padded frame's end).
+    end: usize,
+    hop_limit: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+    src_unspecified: bool,
+    /// A Fragment header was seen: 0 none, `FRAG_ATOMIC`, `FRAG_MORE`.
+    fragment: u8,
+}
+
 #[inline(always)]
-pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
-    let Some(ip) = p.bytes::<40>(l3) else {
+pub fn check(f: &Frame) -> Reason {
+    let (l3, port) = (f.l3, f.port);
+    let Some(ip) = f.bytes::<40>(l3) else {
         return Reason::Malformed;
     };
     if ip[0] >> 4 != 6 {
@@ -43,23 +57,22 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
     let mut end = l3 + 40 + u16::from_be_bytes([ip[4], ip[5]]) as usize;
     // BIG TCP: a GSO super-frame over 64 KiB of payload carries payload length
     // 0 (with or without a jumbo hop-by-hop option); it runs to the frame's end.
-    if end == l3 + 40 && p.len() - end > MAX_IP_LEN {
-        end = p.len();
+    if end == l3 + 40 && f.len() - end > MAX_IP_LEN {
+        end = f.len();
     }
-    if end > p.len() {
+    if end > f.len() {
         return Reason::Malformed;
     }
     let end = opaque(end);
-    let hop_limit = ip[7];
     let src: [u8; 16] = sub::<40, 8, 16>(ip);
     let dst: [u8; 16] = sub::<40, 24, 16>(ip);
     let src_unspecified = is_zero16(&src);
 
     // Walk at most MAX_IPV6_EXT_HEADERS extension headers. `fragment`: a
     // Fragment header was seen (0 none, FRAG_ATOMIC, FRAG_MORE).
+    let mut fragment = 0u8;
     let mut nh = ip[6];
     let mut off = l3 + 40;
-    let mut fragment = 0u8;
     let mut i = 0;
     while i < MAX_IPV6_EXT_HEADERS {
         if is_ext(nh) && fragment != 0 {
@@ -71,21 +84,20 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
             if off + 8 > end {
                 return Reason::Malformed;
             }
-            let Some(f) = p.bytes::<8>(off) else {
+            let Some(fh) = f.bytes::<8>(off) else {
                 return Reason::Malformed;
             };
-            nh = f[0];
+            nh = fh[0];
             off += 8;
-            let offset = (u16::from_be_bytes([f[2], f[3]]) & 0xfff8) as usize;
+            let offset = (u16::from_be_bytes([fh[2], fh[3]]) & 0xfff8) as usize;
             if offset != 0 {
                 // Non-first fragment: no upper-layer header to inspect.
-                let v = source_only(port, &src, src_unspecified);
-                if v != Reason::Pass {
-                    return v;
+                if src_unspecified || !v6_allowed(port, &src) {
+                    return Reason::Ipv6Spoof;
                 }
                 return frag::v6_later(&src, &dst, nh, offset);
             }
-            fragment = if f[3] & 1 != 0 {
+            fragment = if fh[3] & 1 != 0 {
                 FRAG_MORE
             } else {
                 FRAG_ATOMIC
@@ -94,7 +106,7 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
             if off + 2 > end {
                 return Reason::Malformed;
             }
-            let Some(h) = p.bytes::<2>(off) else {
+            let Some(h) = f.bytes::<2>(off) else {
                 return Reason::Malformed;
             };
             let len = (h[1] as usize + 1) * 8;
@@ -112,46 +124,47 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
         // Chain longer than the bound: the upper layer stays hidden.
         return Reason::Malformed;
     }
+    let v6 = Ip6 {
+        end,
+        hop_limit: ip[7],
+        src,
+        dst,
+        src_unspecified,
+        fragment,
+    };
 
     match nh {
-        NH_ICMPV6 => icmpv6(
-            p,
-            off,
-            end,
-            hop_limit,
-            &src,
-            &dst,
-            src_unspecified,
-            fragment,
-            port,
-        ),
+        NH_ICMPV6 => icmpv6(f, &v6, off),
         NH_UDP => {
             if off + 8 > end {
                 return Reason::Malformed;
             }
-            let Some(udp) = p.bytes::<4>(off) else {
+            let Some(udp) = f.bytes::<4>(off) else {
                 return Reason::Malformed;
             };
-            let verdict = source_only(port, &src, src_unspecified);
+            let verdict = source_only(port, &v6);
             if verdict != Reason::Pass {
                 return verdict;
             }
-            if fragment == FRAG_MORE && frag::v6_link_scope(&src, &dst) {
+            if v6.fragment == FRAG_MORE && frag::v6_link_scope(&v6.src, &v6.dst) {
                 return Reason::Malformed;
             }
             let dport = u16::from_be_bytes([udp[2], udp[3]]);
             if dhcp::v6_port(port, dport) {
-                return dhcp::v6(p, off, end, dport);
+                return dhcp::v6(f, off, end, dport);
             }
             Reason::Pass
         }
         _ => {
             // RFC 7112: a first fragment carries the whole upper-layer header.
-            if fragment == FRAG_MORE && nh == frag::IPPROTO_TCP && off + frag::TCP_HDR > end {
+            if v6.fragment == FRAG_MORE && nh == frag::IPPROTO_TCP && off + frag::TCP_HDR > end {
                 return Reason::Malformed;
             }
-            let v = source_only(port, &src, src_unspecified);
-            if v == Reason::Pass && fragment == FRAG_MORE && frag::v6_link_scope(&src, &dst) {
+            let v = source_only(port, &v6);
+            if v == Reason::Pass
+                && v6.fragment == FRAG_MORE
+                && frag::v6_link_scope(&v6.src, &v6.dst)
+            {
                 return Reason::Malformed;
             }
             v
@@ -164,30 +177,21 @@ const FRAG_ATOMIC: u8 = 1;
 const FRAG_MORE: u8 = 2;
 
 #[inline(always)]
-fn source_only(port: &PortConfig, src: &[u8; 16], src_unspecified: bool) -> Reason {
-    if src_unspecified || !v6_allowed(port, src) {
+fn source_only(port: &PortConfig, v6: &Ip6) -> Reason {
+    if v6.src_unspecified || !v6_allowed(port, &v6.src) {
         return Reason::Ipv6Spoof;
     }
     Reason::Pass
 }
 
+/// The ICMPv6 message at `off`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn icmpv6(
-    p: &Pkt,
-    off: usize,
-    end: usize,
-    hop_limit: u8,
-    src: &[u8; 16],
-    dst: &[u8; 16],
-    src_unspecified: bool,
-    fragment: u8,
-    port: &PortConfig,
-) -> Reason {
+fn icmpv6(f: &Frame, v6: &Ip6, off: usize) -> Reason {
+    let (end, src, dst) = (v6.end, &v6.src, &v6.dst);
     if off + 4 > end {
         return Reason::Malformed;
     }
-    let Some(head) = p.bytes::<4>(off) else {
+    let Some(head) = f.bytes::<4>(off) else {
         return Reason::Malformed;
     };
     let ty = head[0];
@@ -198,47 +202,37 @@ fn icmpv6(
         if off + 24 > end {
             return Reason::Malformed;
         }
-        let Some(nd) = p.bytes::<24>(off) else {
+        let Some(nd) = f.bytes::<24>(off) else {
             return Reason::Malformed;
         };
         target = sub::<24, 8, 16>(nd);
     }
 
-    if src_unspecified {
+    if v6.src_unspecified {
         // `::` is only for Duplicate Address Detection and MLDv2 reports.
         let dad = ty == ICMP6_NS && is_solicited_node_of(dst, &target);
         if !dad && ty != ICMP6_MLDV2_REPORT {
             return Reason::Ipv6Spoof;
         }
-    } else if !v6_allowed(port, src) {
+    } else if !v6_allowed(f.port, src) {
         return Reason::Ipv6Spoof;
     }
 
     if ty == ICMP6_RA || ty == ICMP6_REDIRECT {
         return Reason::RaGuard;
     }
-    if fragment != 0 {
+    if v6.fragment != 0 {
         // RFC 6980: ND (and MLD) must never be fragmented; RFC 7113: nothing
         // fragmented in link-local scope, where ND could hide.
         if frag::v6_nd_type(ty) {
             return Reason::NdSpoof;
         }
-        if fragment == FRAG_MORE && frag::v6_link_scope(src, dst) {
+        if v6.fragment == FRAG_MORE && frag::v6_link_scope(src, dst) {
             return Reason::Malformed;
         }
     }
     match ty {
-        ICMP6_NS | ICMP6_NA => nd(
-            p,
-            off,
-            end,
-            ty,
-            code,
-            hop_limit,
-            &target,
-            src_unspecified,
-            port,
-        ),
+        ICMP6_NS | ICMP6_NA => nd(f, v6, off, ty, code, &target),
         ICMP6_RS => Reason::Pass,
         _ => Reason::Pass,
     }
@@ -259,19 +253,9 @@ fn is_solicited_node_of(dst: &[u8; 16], target: &[u8; 16]) -> bool {
 
 /// Neighbor Solicitation / Advertisement (RFC 4861 7.1) checks.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn nd(
-    p: &Pkt,
-    off: usize,
-    end: usize,
-    ty: u8,
-    code: u8,
-    hop_limit: u8,
-    target: &[u8; 16],
-    src_unspecified: bool,
-    port: &PortConfig,
-) -> Reason {
-    if hop_limit != 255 || code != 0 {
+fn nd(f: &Frame, v6: &Ip6, off: usize, ty: u8, code: u8, target: &[u8; 16]) -> Reason {
+    let (port, end, src_unspecified) = (f.port, v6.end, v6.src_unspecified);
+    if v6.hop_limit != 255 || code != 0 {
         return Reason::NdSpoof;
     }
     // An NA, or a DAD probe (NS from `::`), only for an address the port may use.
@@ -289,7 +273,7 @@ fn nd(
         if o + 2 > end {
             return Reason::Malformed;
         }
-        let Some(h) = p.bytes::<2>(o) else {
+        let Some(h) = f.bytes::<2>(o) else {
             return Reason::Malformed;
         };
         let len = h[1] as usize * 8;
@@ -303,7 +287,7 @@ fn nd(
             if src_unspecified || len != 8 {
                 return Reason::NdSpoof;
             }
-            let Some(opt) = p.bytes::<8>(o) else {
+            let Some(opt) = f.bytes::<8>(o) else {
                 return Reason::Malformed;
             };
             if !eq6(&sub::<8, 2, 6>(opt), &port.mac) {

@@ -2,6 +2,7 @@
 //! through `Pkt::bytes`, which compares against `data_end` right before the
 //! pointer is formed, the shape the verifier can follow.
 use aya_ebpf::programs::XdpContext;
+use filter_common::PortConfig;
 
 /// Largest offset any parser may reach; keeps variable offsets provably bounded.
 pub const MAX_OFFSET: usize = 0x3fff;
@@ -38,6 +39,30 @@ impl Pkt {
         }
         // SAFETY: [p, p + N) lies inside [data, data_end), checked just above.
         Some(unsafe { &*(p as *const [u8; N]) })
+    }
+}
+
+/// One frame under inspection, handed by reference through the L3/L4
+/// parsers (katran's `packet_description`): its bounds, where the L3 header
+/// starts (after an optional 802.1Q tag) and the record of the port it
+/// arrived on.
+#[derive(Clone, Copy)]
+pub struct Frame<'a> {
+    pub pkt: Pkt,
+    pub l3: usize,
+    pub port: &'a PortConfig,
+}
+
+impl Frame<'_> {
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.pkt.len()
+    }
+
+    /// `N` bytes at `off`, or `None` when the frame is shorter.
+    #[inline(always)]
+    pub fn bytes<const N: usize>(&self, off: usize) -> Option<&[u8; N]> {
+        self.pkt.bytes(off)
     }
 }
 

@@ -8,7 +8,7 @@ use crate::{
     arp,
     bytes::{eq6, sub},
     ipv4, ipv6, limits,
-    pkt::Pkt,
+    pkt::{Frame, Pkt},
 };
 
 pub const ETH_P_IP: u16 = 0x0800;
@@ -58,10 +58,11 @@ pub fn check(p: &Pkt, port: &PortConfig) -> Reason {
         l3 = 18;
     }
 
+    let f = Frame { pkt: *p, l3, port };
     let (verdict, arp_request) = match ethertype {
-        ETH_P_IP => (ipv4::check(p, l3, port), false),
-        ETH_P_ARP => arp::check(p, l3, port),
-        ETH_P_IPV6 => (ipv6::check(p, l3, port), false),
+        ETH_P_IP => (ipv4::check(&f), false),
+        ETH_P_ARP => arp::check(&f),
+        ETH_P_IPV6 => (ipv6::check(&f), false),
         other => {
             if ethertype_allowed(port, other) {
                 (Reason::Pass, false)
