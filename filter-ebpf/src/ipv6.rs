@@ -3,6 +3,7 @@
 //! ND inspection (DAD only for the port's own targets) and RA guard; the
 //! fragment rules are in `frag`, DHCPv6 by content in `dhcp`.
 use filter_common::{PortConfig, Reason, MAX_IPV6_EXT_HEADERS, MAX_ND_OPTIONS};
+use network_types::{ip::Ipv6Hdr, udp::UdpHdr};
 
 use crate::{
     addrs::v6_allowed,
@@ -47,14 +48,14 @@ struct Ip6 {
 #[inline(always)]
 pub fn check(f: &Frame) -> Reason {
     let (l3, port) = (f.l3, f.port);
-    let Some(ip) = f.bytes::<40>(l3) else {
+    let Some(ip) = f.header::<Ipv6Hdr>(l3) else {
         return Reason::Malformed;
     };
-    if ip[0] >> 4 != 6 {
+    if ip.version() != 6 {
         return Reason::Malformed;
     }
     // Upper-layer parsing is bounded by the payload length, not the (padded) frame.
-    let mut end = l3 + 40 + u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    let mut end = l3 + 40 + ip.payload_len() as usize;
     // BIG TCP: a GSO super-frame over 64 KiB of payload carries payload length
     // 0 (with or without a jumbo hop-by-hop option); it runs to the frame's end.
     if end == l3 + 40 && f.len() - end > MAX_IP_LEN {
@@ -64,14 +65,15 @@ pub fn check(f: &Frame) -> Reason {
         return Reason::Malformed;
     }
     let end = opaque(end);
-    let src: [u8; 16] = sub::<40, 8, 16>(ip);
-    let dst: [u8; 16] = sub::<40, 24, 16>(ip);
+    let (src, dst) = (ip.src_addr, ip.dst_addr);
     let src_unspecified = is_zero16(&src);
 
+    // Extension headers, ICMPv6 and ND options are read as bytes:
+    // network-types 0.2 has no layouts for them.
     // Walk at most MAX_IPV6_EXT_HEADERS extension headers. `fragment`: a
     // Fragment header was seen (0 none, FRAG_ATOMIC, FRAG_MORE).
     let mut fragment = 0u8;
-    let mut nh = ip[6];
+    let mut nh = ip.next_hdr;
     let mut off = l3 + 40;
     let mut i = 0;
     while i < MAX_IPV6_EXT_HEADERS {
@@ -126,7 +128,7 @@ pub fn check(f: &Frame) -> Reason {
     }
     let v6 = Ip6 {
         end,
-        hop_limit: ip[7],
+        hop_limit: ip.hop_limit,
         src,
         dst,
         src_unspecified,
@@ -139,7 +141,7 @@ pub fn check(f: &Frame) -> Reason {
             if off + 8 > end {
                 return Reason::Malformed;
             }
-            let Some(udp) = f.bytes::<4>(off) else {
+            let Some(udp) = f.header::<UdpHdr>(off) else {
                 return Reason::Malformed;
             };
             let verdict = source_only(port, &v6);
@@ -149,7 +151,7 @@ pub fn check(f: &Frame) -> Reason {
             if v6.fragment == FRAG_MORE && frag::v6_link_scope(&v6.src, &v6.dst) {
                 return Reason::Malformed;
             }
-            let dport = u16::from_be_bytes([udp[2], udp[3]]);
+            let dport = udp.dst_port();
             if dhcp::v6_port(port, dport) {
                 return dhcp::v6(f, off, end, dport);
             }

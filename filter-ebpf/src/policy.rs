@@ -28,6 +28,8 @@ pub enum Class {
 
 #[inline(always)]
 pub fn check(p: &Pkt, port: &PortConfig) -> Reason {
+    // Bytes, not network-types' EthHdr/VlanHdr: their `ether_type: u16` gives
+    // them alignment 2, and a frame offset promises none (see Pkt::header).
     let Some(eth) = p.bytes::<14>(0) else {
         return Reason::Malformed;
     };
