@@ -1,6 +1,11 @@
-//! Builds the XDP program (`filter-ebpf`, nightly, bpfel-unknown-none) and
-//! hands its path to the crate as `PORTGUARD_EBPF_OBJ`, so `cargo build`
-//! alone produces a self-contained `portguard` binary.
+//! Builds the XDP program (`filter-ebpf`, nightly, bpfel-unknown-none) into
+//! `OUT_DIR`, as aya-template does, and hands its path to the crate as
+//! `PORTGUARD_EBPF_OBJ`, so `cargo build` alone produces a self-contained
+//! `portguard` binary and every worktree/profile embeds its own object.
+//!
+//! Not `aya-build`: it sets `CARGO_ENCODED_RUSTFLAGS`, which replaces the
+//! rustflags of filter-ebpf/.cargo/config.toml (target-cpu=v3 for cmpxchg,
+//! misaligned loads) instead of adding to them.
 use std::{env, path::PathBuf, process::Command};
 
 fn main() {
@@ -16,12 +21,14 @@ fn main() {
     );
     println!("cargo:rerun-if-env-changed=PORTGUARD_EBPF_OBJ");
 
-    // Prebuilt object (e.g. from `cargo xtask build-ebpf`) takes precedence.
+    // A prebuilt object (PORTGUARD_EBPF_OBJ=path) takes precedence.
     if let Ok(obj) = env::var("PORTGUARD_EBPF_OBJ") {
         println!("cargo:rustc-env=PORTGUARD_EBPF_OBJ={obj}");
         return;
     }
-    let target_dir = root.join("target").join("ebpf");
+    // A target dir of its own inside OUT_DIR: the outer cargo holds the lock
+    // on the workspace's target dir while build scripts run.
+    let target_dir = PathBuf::from(env::var("OUT_DIR").unwrap()).join("filter-ebpf");
     let mut cmd = Command::new("cargo");
     cmd.current_dir(&ebpf)
         .args(["+nightly", "build", "--release", "--target-dir"])

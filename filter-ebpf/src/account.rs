@@ -24,10 +24,7 @@ pub fn finish(
     reason: Reason,
 ) -> u32 {
     let bytes = p.len() as u64;
-    let monitor = match port {
-        Some(c) => c.flags & flags::MONITOR != 0,
-        None => false,
-    };
+    let monitor = port.is_some_and(|c| c.flags & flags::MONITOR != 0);
     let idx = reason as usize;
     if let Some(s) = STATS.get_ptr_mut(slot) {
         // SAFETY: per-CPU value: no other CPU writes it, and XDP runs with preemption off.
@@ -70,9 +67,8 @@ fn sample(
     if idx >= N_REASONS || port.events.interval_ns == 0 {
         return;
     }
-    let state = match RATE.get_ptr_mut(port.slot) {
-        Some(s) => s,
-        None => return,
+    let Some(state) = RATE.get_ptr_mut(port.slot) else {
+        return;
     };
     // SAFETY: idx < N_REASONS, inside the map value.
     let tat = unsafe { &raw mut (*state).events_tat[idx] };
@@ -80,12 +76,9 @@ fn sample(
         stats.sampled_out += 1;
         return;
     }
-    let mut entry = match EVENTS.reserve::<DropEvent>(0) {
-        Some(e) => e,
-        None => {
-            stats.events_lost += 1;
-            return;
-        }
+    let Some(mut entry) = EVENTS.reserve::<DropEvent>(0) else {
+        stats.events_lost += 1;
+        return;
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: `ev` points at a reserved, exclusively owned DropEvent-sized record.

@@ -1,28 +1,29 @@
 //! ARP: well-formed Ethernet/IPv4 request or reply whose sender is the port itself.
-use filter_common::{PortConfig, Reason};
+use filter_common::Reason;
+use network_types::arp::ArpHdr;
 
-use crate::{addrs::v4_allowed, bytes::eq6, pkt::Pkt};
+use crate::{addrs::v4_allowed, bytes::eq6, pkt::Frame};
 
 /// Returns the verdict and whether the frame is an ARP request (for storm control).
 #[inline(always)]
-pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> (Reason, bool) {
-    let a = match p.bytes::<28>(l3) {
-        Some(a) => a,
-        None => return (Reason::Malformed, false),
+pub fn check(f: &Frame) -> (Reason, bool) {
+    let port = f.port;
+    let Some(a) = f.header::<ArpHdr>(f.l3) else {
+        return (Reason::Malformed, false);
     };
-    let op = u16::from_be_bytes([a[6], a[7]]);
-    if a[0] != 0 || a[1] != 1 || a[2] != 0x08 || a[3] != 0x00 || a[4] != 6 || a[5] != 4 {
+    let op = a.oper();
+    // Ethernet (1) / IPv4 (0x0800), 6- and 4-byte addresses.
+    if a.htype() != 1 || a.ptype() != 0x0800 || a.hlen() != 6 || a.plen() != 4 {
         return (Reason::Malformed, false);
     }
     if op != 1 && op != 2 {
         return (Reason::Malformed, false);
     }
     let request = op == 1;
-    let sha = [a[8], a[9], a[10], a[11], a[12], a[13]];
-    if !eq6(&sha, &port.mac) {
+    if !eq6(&a.sha, &port.mac) {
         return (Reason::ArpSpoof, request);
     }
-    let spa = [a[14], a[15], a[16], a[17]];
+    let spa = a.spa;
     // A bound address, or 0.0.0.0 in a request: an ARP probe (RFC 5227).
     let spa_ok = v4_allowed(port, spa) || (request && spa == [0, 0, 0, 0]);
     if !spa_ok {

@@ -6,8 +6,8 @@
 use filter_common::{flags, PortConfig, Reason, MAX_DHCP_OPTIONS};
 
 use crate::{
-    bytes::eq6,
-    pkt::{opaque, Pkt},
+    bytes::{eq6, sub},
+    pkt::{opaque, Frame},
 };
 
 pub const BOOTPS: u16 = 67;
@@ -44,7 +44,7 @@ pub fn v6_port(port: &PortConfig, dport: u16) -> bool {
 /// IPv4 UDP to port 67 or 68. `udp` is the UDP header's offset, `end` the end
 /// of the IP packet, `more` the IPv4 more-fragments flag (offset is 0 here).
 #[inline(always)]
-pub fn v4(p: &Pkt, udp: usize, end: usize, dport: u16, more: bool, port: &PortConfig) -> Reason {
+pub fn v4(f: &Frame, udp: usize, end: usize, dport: u16, more: bool) -> Reason {
     if dport == BOOTPC {
         return Reason::DhcpServer;
     }
@@ -57,9 +57,8 @@ pub fn v4(p: &Pkt, udp: usize, end: usize, dport: u16, more: bool, port: &PortCo
     if bootp + BOOTP_FIXED > end {
         return Reason::Malformed;
     }
-    let h = match p.bytes::<34>(bootp) {
-        Some(h) => h,
-        None => return Reason::Malformed,
+    let Some(h) = f.bytes::<34>(bootp) else {
+        return Reason::Malformed;
     };
     // BOOTREPLY (2) is a server's; a request with giaddr set is a relay's.
     if h[0] == 2 || h[24] | h[25] | h[26] | h[27] != 0 {
@@ -69,7 +68,7 @@ pub fn v4(p: &Pkt, udp: usize, end: usize, dport: u16, more: bool, port: &PortCo
         return Reason::Malformed;
     }
     let chaddr = [h[28], h[29], h[30], h[31], h[32], h[33]];
-    if h[1] != 1 || h[2] != 6 || !eq6(&chaddr, &port.mac) {
+    if h[1] != 1 || h[2] != 6 || !eq6(&chaddr, &f.port.mac) {
         return Reason::DhcpSpoof;
     }
     let opts = bootp + BOOTP_FIXED;
@@ -77,8 +76,8 @@ pub fn v4(p: &Pkt, udp: usize, end: usize, dport: u16, more: bool, port: &PortCo
         // Plain BOOTP without the vendor area: nothing more to check.
         return Reason::Pass;
     }
-    match p.bytes::<4>(opts) {
-        Some(m) if *m == MAGIC => v4_options(p, opts + 4, end, port),
+    match f.bytes::<4>(opts) {
+        Some(m) if *m == MAGIC => v4_options(f, opts + 4, end),
         Some(_) => Reason::Pass,
         None => Reason::Malformed,
     }
@@ -88,7 +87,7 @@ pub fn v4(p: &Pkt, udp: usize, end: usize, dport: u16, more: bool, port: &PortCo
 /// hardware type 1 must be the bound MAC; option overload (which would move
 /// options into `sname`/`file`, unwalked) and options left over are refused.
 #[inline(always)]
-fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
+fn v4_options(f: &Frame, start: usize, end: usize) -> Reason {
     let mut o = start;
     let mut i = 0;
     while i < MAX_DHCP_OPTIONS {
@@ -98,9 +97,8 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
         if o >= end {
             return Reason::Pass;
         }
-        let code = match byte_at(p, o) {
-            Some(c) => c,
-            None => return Reason::Malformed,
+        let Some(code) = byte_at(f, o) else {
+            return Reason::Malformed;
         };
         if code == OPT_END {
             return Reason::Pass;
@@ -113,10 +111,10 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
         if o + 2 > end {
             return Reason::Malformed;
         }
-        let len = match p.bytes::<2>(o) {
-            Some(h) => h[1] as usize,
-            None => return Reason::Malformed,
+        let Some(h) = f.bytes::<2>(o) else {
+            return Reason::Malformed;
         };
+        let len = h[1] as usize;
         if o + 2 + len > end {
             return Reason::Malformed;
         }
@@ -127,19 +125,17 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
             if len < 2 {
                 return Reason::DhcpSpoof;
             }
-            let id = match p.bytes::<3>(o) {
-                Some(b) => b,
-                None => return Reason::Malformed,
+            let Some(id) = f.bytes::<3>(o) else {
+                return Reason::Malformed;
             };
             if id[2] == 1 {
                 if len != 7 {
                     return Reason::DhcpSpoof;
                 }
-                let mac = match p.bytes::<9>(o) {
-                    Some(b) => [b[3], b[4], b[5], b[6], b[7], b[8]],
-                    None => return Reason::Malformed,
+                let Some(b) = f.bytes::<9>(o) else {
+                    return Reason::Malformed;
                 };
-                if !eq6(&mac, &port.mac) {
+                if !eq6(&sub::<9, 3, 6>(b), &f.port.mac) {
                     return Reason::DhcpSpoof;
                 }
             }
@@ -149,7 +145,7 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
     }
     if o < end {
         // More options than we walk: one of them could name someone else.
-        match byte_at(p, o) {
+        match byte_at(f, o) {
             Some(OPT_END) => Reason::Pass,
             _ => Reason::DhcpSpoof,
         }
@@ -162,14 +158,14 @@ fn v4_options(p: &Pkt, start: usize, end: usize, port: &PortConfig) -> Reason {
 /// one-byte bounds check into `ptr >= data_end`, a form the verifier does
 /// not turn into a readable range.
 #[inline(always)]
-fn byte_at(p: &Pkt, o: usize) -> Option<u8> {
-    p.bytes::<2>(o - 1).map(|b| b[1])
+fn byte_at(f: &Frame, o: usize) -> Option<u8> {
+    f.bytes::<2>(o - 1).map(|b| b[1])
 }
 
 /// IPv6 UDP to port 546 or 547. `udp` is the UDP header's offset, `end` the
 /// end of payload.
 #[inline(always)]
-pub fn v6(p: &Pkt, udp: usize, end: usize, dport: u16) -> Reason {
+pub fn v6(f: &Frame, udp: usize, end: usize, dport: u16) -> Reason {
     if dport == DHCP6_CLIENT {
         return Reason::DhcpServer;
     }
@@ -177,10 +173,10 @@ pub fn v6(p: &Pkt, udp: usize, end: usize, dport: u16) -> Reason {
     if udp + 12 > end {
         return Reason::Malformed;
     }
-    let ty = match p.bytes::<4>(opaque(udp + 8)) {
-        Some(t) => t[0] as u32,
-        None => return Reason::Malformed,
+    let Some(t) = f.bytes::<4>(opaque(udp + 8)) else {
+        return Reason::Malformed;
     };
+    let ty = t[0] as u32;
     if ty < 32 && DHCP6_CLIENT_TYPES & (1 << ty) != 0 {
         Reason::Pass
     } else {

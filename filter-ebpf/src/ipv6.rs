@@ -3,13 +3,14 @@
 //! ND inspection (DAD only for the port's own targets) and RA guard; the
 //! fragment rules are in `frag`, DHCPv6 by content in `dhcp`.
 use filter_common::{PortConfig, Reason, MAX_IPV6_EXT_HEADERS, MAX_ND_OPTIONS};
+use network_types::{ip::Ipv6Hdr, udp::UdpHdr};
 
 use crate::{
     addrs::v6_allowed,
     bytes::{eq6, is_zero16, sub},
     dhcp, frag,
     ipv4::MAX_IP_LEN,
-    pkt::{opaque, Pkt},
+    pkt::{opaque, Frame},
 };
 
 const NH_HOP: u8 = 0;
@@ -31,36 +32,49 @@ fn is_ext(nh: u8) -> bool {
     nh == NH_HOP || nh == NH_ROUTING || nh == NH_FRAGMENT || nh == NH_DSTOPTS
 }
 
+/// What the fixed header and the extension-header walk found, for the
+/// upper-layer checks.
+struct Ip6 {
+    /// End of the payload (upper-layer parsing stops here, not at the padded frame's end).
+    end: usize,
+    hop_limit: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+    src_unspecified: bool,
+    /// A Fragment header was seen: 0 none, `FRAG_ATOMIC`, `FRAG_MORE`.
+    fragment: u8,
+}
+
 #[inline(always)]
-pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
-    let ip = match p.bytes::<40>(l3) {
-        Some(h) => h,
-        None => return Reason::Malformed,
+pub fn check(f: &Frame) -> Reason {
+    let (l3, port) = (f.l3, f.port);
+    let Some(ip) = f.header::<Ipv6Hdr>(l3) else {
+        return Reason::Malformed;
     };
-    if ip[0] >> 4 != 6 {
+    if ip.version() != 6 {
         return Reason::Malformed;
     }
     // Upper-layer parsing is bounded by the payload length, not the (padded) frame.
-    let mut end = l3 + 40 + u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    let mut end = l3 + 40 + ip.payload_len() as usize;
     // BIG TCP: a GSO super-frame over 64 KiB of payload carries payload length
     // 0 (with or without a jumbo hop-by-hop option); it runs to the frame's end.
-    if end == l3 + 40 && p.len() - end > MAX_IP_LEN {
-        end = p.len();
+    if end == l3 + 40 && f.len() - end > MAX_IP_LEN {
+        end = f.len();
     }
-    if end > p.len() {
+    if end > f.len() {
         return Reason::Malformed;
     }
     let end = opaque(end);
-    let hop_limit = ip[7];
-    let src: [u8; 16] = sub::<40, 8, 16>(ip);
-    let dst: [u8; 16] = sub::<40, 24, 16>(ip);
+    let (src, dst) = (ip.src_addr, ip.dst_addr);
     let src_unspecified = is_zero16(&src);
 
+    // Extension headers, ICMPv6 and ND options are read as bytes:
+    // network-types 0.2 has no layouts for them.
     // Walk at most MAX_IPV6_EXT_HEADERS extension headers. `fragment`: a
     // Fragment header was seen (0 none, FRAG_ATOMIC, FRAG_MORE).
-    let mut nh = ip[6];
-    let mut off = l3 + 40;
     let mut fragment = 0u8;
+    let mut nh = ip.next_hdr;
+    let mut off = l3 + 40;
     let mut i = 0;
     while i < MAX_IPV6_EXT_HEADERS {
         if is_ext(nh) && fragment != 0 {
@@ -72,22 +86,20 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
             if off + 8 > end {
                 return Reason::Malformed;
             }
-            let f = match p.bytes::<8>(off) {
-                Some(f) => f,
-                None => return Reason::Malformed,
+            let Some(fh) = f.bytes::<8>(off) else {
+                return Reason::Malformed;
             };
-            nh = f[0];
+            nh = fh[0];
             off += 8;
-            let offset = (u16::from_be_bytes([f[2], f[3]]) & 0xfff8) as usize;
+            let offset = (u16::from_be_bytes([fh[2], fh[3]]) & 0xfff8) as usize;
             if offset != 0 {
                 // Non-first fragment: no upper-layer header to inspect.
-                let v = source_only(port, &src, src_unspecified);
-                if v != Reason::Pass {
-                    return v;
+                if src_unspecified || !v6_allowed(port, &src) {
+                    return Reason::Ipv6Spoof;
                 }
                 return frag::v6_later(&src, &dst, nh, offset);
             }
-            fragment = if f[3] & 1 != 0 {
+            fragment = if fh[3] & 1 != 0 {
                 FRAG_MORE
             } else {
                 FRAG_ATOMIC
@@ -96,9 +108,8 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
             if off + 2 > end {
                 return Reason::Malformed;
             }
-            let h = match p.bytes::<2>(off) {
-                Some(h) => h,
-                None => return Reason::Malformed,
+            let Some(h) = f.bytes::<2>(off) else {
+                return Reason::Malformed;
             };
             let len = (h[1] as usize + 1) * 8;
             if off + len > end {
@@ -115,47 +126,47 @@ pub fn check(p: &Pkt, l3: usize, port: &PortConfig) -> Reason {
         // Chain longer than the bound: the upper layer stays hidden.
         return Reason::Malformed;
     }
+    let v6 = Ip6 {
+        end,
+        hop_limit: ip.hop_limit,
+        src,
+        dst,
+        src_unspecified,
+        fragment,
+    };
 
     match nh {
-        NH_ICMPV6 => icmpv6(
-            p,
-            off,
-            end,
-            hop_limit,
-            &src,
-            &dst,
-            src_unspecified,
-            fragment,
-            port,
-        ),
+        NH_ICMPV6 => icmpv6(f, &v6, off),
         NH_UDP => {
             if off + 8 > end {
                 return Reason::Malformed;
             }
-            let udp = match p.bytes::<4>(off) {
-                Some(u) => u,
-                None => return Reason::Malformed,
+            let Some(udp) = f.header::<UdpHdr>(off) else {
+                return Reason::Malformed;
             };
-            let verdict = source_only(port, &src, src_unspecified);
+            let verdict = source_only(port, &v6);
             if verdict != Reason::Pass {
                 return verdict;
             }
-            if fragment == FRAG_MORE && frag::v6_link_scope(&src, &dst) {
+            if v6.fragment == FRAG_MORE && frag::v6_link_scope(&v6.src, &v6.dst) {
                 return Reason::Malformed;
             }
-            let dport = u16::from_be_bytes([udp[2], udp[3]]);
+            let dport = udp.dst_port();
             if dhcp::v6_port(port, dport) {
-                return dhcp::v6(p, off, end, dport);
+                return dhcp::v6(f, off, end, dport);
             }
             Reason::Pass
         }
         _ => {
             // RFC 7112: a first fragment carries the whole upper-layer header.
-            if fragment == FRAG_MORE && nh == frag::IPPROTO_TCP && off + frag::TCP_HDR > end {
+            if v6.fragment == FRAG_MORE && nh == frag::IPPROTO_TCP && off + frag::TCP_HDR > end {
                 return Reason::Malformed;
             }
-            let v = source_only(port, &src, src_unspecified);
-            if v == Reason::Pass && fragment == FRAG_MORE && frag::v6_link_scope(&src, &dst) {
+            let v = source_only(port, &v6);
+            if v == Reason::Pass
+                && v6.fragment == FRAG_MORE
+                && frag::v6_link_scope(&v6.src, &v6.dst)
+            {
                 return Reason::Malformed;
             }
             v
@@ -168,32 +179,22 @@ const FRAG_ATOMIC: u8 = 1;
 const FRAG_MORE: u8 = 2;
 
 #[inline(always)]
-fn source_only(port: &PortConfig, src: &[u8; 16], src_unspecified: bool) -> Reason {
-    if src_unspecified || !v6_allowed(port, src) {
+fn source_only(port: &PortConfig, v6: &Ip6) -> Reason {
+    if v6.src_unspecified || !v6_allowed(port, &v6.src) {
         return Reason::Ipv6Spoof;
     }
     Reason::Pass
 }
 
+/// The ICMPv6 message at `off`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn icmpv6(
-    p: &Pkt,
-    off: usize,
-    end: usize,
-    hop_limit: u8,
-    src: &[u8; 16],
-    dst: &[u8; 16],
-    src_unspecified: bool,
-    fragment: u8,
-    port: &PortConfig,
-) -> Reason {
+fn icmpv6(f: &Frame, v6: &Ip6, off: usize) -> Reason {
+    let (end, src, dst) = (v6.end, &v6.src, &v6.dst);
     if off + 4 > end {
         return Reason::Malformed;
     }
-    let head = match p.bytes::<4>(off) {
-        Some(h) => h,
-        None => return Reason::Malformed,
+    let Some(head) = f.bytes::<4>(off) else {
+        return Reason::Malformed;
     };
     let ty = head[0];
     let code = head[1];
@@ -203,48 +204,37 @@ fn icmpv6(
         if off + 24 > end {
             return Reason::Malformed;
         }
-        let nd = match p.bytes::<24>(off) {
-            Some(n) => n,
-            None => return Reason::Malformed,
+        let Some(nd) = f.bytes::<24>(off) else {
+            return Reason::Malformed;
         };
         target = sub::<24, 8, 16>(nd);
     }
 
-    if src_unspecified {
+    if v6.src_unspecified {
         // `::` is only for Duplicate Address Detection and MLDv2 reports.
         let dad = ty == ICMP6_NS && is_solicited_node_of(dst, &target);
         if !dad && ty != ICMP6_MLDV2_REPORT {
             return Reason::Ipv6Spoof;
         }
-    } else if !v6_allowed(port, src) {
+    } else if !v6_allowed(f.port, src) {
         return Reason::Ipv6Spoof;
     }
 
     if ty == ICMP6_RA || ty == ICMP6_REDIRECT {
         return Reason::RaGuard;
     }
-    if fragment != 0 {
+    if v6.fragment != 0 {
         // RFC 6980: ND (and MLD) must never be fragmented; RFC 7113: nothing
         // fragmented in link-local scope, where ND could hide.
         if frag::v6_nd_type(ty) {
             return Reason::NdSpoof;
         }
-        if fragment == FRAG_MORE && frag::v6_link_scope(src, dst) {
+        if v6.fragment == FRAG_MORE && frag::v6_link_scope(src, dst) {
             return Reason::Malformed;
         }
     }
     match ty {
-        ICMP6_NS | ICMP6_NA => nd(
-            p,
-            off,
-            end,
-            ty,
-            code,
-            hop_limit,
-            &target,
-            src_unspecified,
-            port,
-        ),
+        ICMP6_NS | ICMP6_NA => nd(f, v6, off, ty, code, &target),
         ICMP6_RS => Reason::Pass,
         _ => Reason::Pass,
     }
@@ -265,19 +255,9 @@ fn is_solicited_node_of(dst: &[u8; 16], target: &[u8; 16]) -> bool {
 
 /// Neighbor Solicitation / Advertisement (RFC 4861 7.1) checks.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn nd(
-    p: &Pkt,
-    off: usize,
-    end: usize,
-    ty: u8,
-    code: u8,
-    hop_limit: u8,
-    target: &[u8; 16],
-    src_unspecified: bool,
-    port: &PortConfig,
-) -> Reason {
-    if hop_limit != 255 || code != 0 {
+fn nd(f: &Frame, v6: &Ip6, off: usize, ty: u8, code: u8, target: &[u8; 16]) -> Reason {
+    let (port, end, src_unspecified) = (f.port, v6.end, v6.src_unspecified);
+    if v6.hop_limit != 255 || code != 0 {
         return Reason::NdSpoof;
     }
     // An NA, or a DAD probe (NS from `::`), only for an address the port may use.
@@ -295,9 +275,8 @@ fn nd(
         if o + 2 > end {
             return Reason::Malformed;
         }
-        let h = match p.bytes::<2>(o) {
-            Some(h) => h,
-            None => return Reason::Malformed,
+        let Some(h) = f.bytes::<2>(o) else {
+            return Reason::Malformed;
         };
         let len = h[1] as usize * 8;
         if len == 0 {
@@ -310,9 +289,8 @@ fn nd(
             if src_unspecified || len != 8 {
                 return Reason::NdSpoof;
             }
-            let opt = match p.bytes::<8>(o) {
-                Some(b) => b,
-                None => return Reason::Malformed,
+            let Some(opt) = f.bytes::<8>(o) else {
+                return Reason::Malformed;
             };
             if !eq6(&sub::<8, 2, 6>(opt), &port.mac) {
                 return Reason::NdSpoof;

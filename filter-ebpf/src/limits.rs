@@ -23,9 +23,8 @@ pub fn check(port: &PortConfig, class: Class) -> Reason {
     if cfg.interval_ns == 0 {
         return Reason::Pass;
     }
-    let state = match RATE.get_ptr_mut(port.slot) {
-        Some(s) => s,
-        None => return Reason::Pass,
+    let Some(state) = RATE.get_ptr_mut(port.slot) else {
+        return Reason::Pass;
     };
     // SAFETY: `state` points into an array map value that lives as long as the map.
     let tat = unsafe {

@@ -3,7 +3,10 @@
 #![no_std]
 #![no_main]
 #![feature(core_intrinsics)]
-#![allow(internal_features)]
+#![expect(
+    internal_features,
+    reason = "core_intrinsics: atomic_cxchg is the BPF target's only compare-and-exchange (limits.rs)"
+)]
 
 mod account;
 mod addrs;
@@ -30,9 +33,8 @@ use crate::pkt::Pkt;
 pub fn portguard(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
     let p = Pkt::new(&ctx);
-    let port = match port::record(ifindex) {
-        Some(r) => r,
-        None => return account::finish(&ctx, &p, None, 0, Reason::UnboundPort),
+    let Some(port) = port::record(ifindex) else {
+        return account::finish(&ctx, &p, None, 0, Reason::UnboundPort);
     };
     // No binding (or no record at all: attached by hand, removed under us): fail closed.
     if port.flags & flags::BOUND == 0 {

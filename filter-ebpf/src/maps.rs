@@ -62,6 +62,8 @@ pub static ADDR_INDEX: HashMap<IndexKey, IndexEntry> =
 #[map]
 pub static META: Array<u32> = Array::pinned(1, 0);
 
-/// Keeps the event type in the object's BTF/type info for tooling.
-#[allow(dead_code)]
+#[expect(
+    dead_code,
+    reason = "keeps the event type in the object's BTF/type info for tooling"
+)]
 pub type Event = DropEvent;

@@ -1,7 +1,8 @@
 //! Bounds-checked access to the frame. Every read of packet memory goes
-//! through `Pkt::bytes`, which compares against `data_end` right before the
+//! through `Pkt::bytes` or `Pkt::header`, which compare against `data_end` right before the
 //! pointer is formed, the shape the verifier can follow.
 use aya_ebpf::programs::XdpContext;
+use filter_common::PortConfig;
 
 /// Largest offset any parser may reach; keeps variable offsets provably bounded.
 pub const MAX_OFFSET: usize = 0x3fff;
@@ -26,18 +27,67 @@ impl Pkt {
         self.end - self.start
     }
 
+    /// The header `T` (a network-types layout) at `off`, or `None` when the
+    /// frame is shorter. Only byte-aligned layouts: a frame offset gives no
+    /// alignment, so a reference to anything more aligned would be unsound.
+    #[inline(always)]
+    pub fn header<T>(&self, off: usize) -> Option<&T> {
+        const { assert!(core::mem::align_of::<T>() == 1) };
+        let p = self.checked(off, core::mem::size_of::<T>())?;
+        // SAFETY: [p, p + size_of::<T>()) lies inside the frame, T has
+        // alignment 1 and is plain bytes (any bit pattern is valid).
+        Some(unsafe { &*(p as *const T) })
+    }
+
     /// `N` bytes at `off`, or `None` when the frame is shorter.
     #[inline(always)]
     pub fn bytes<const N: usize>(&self, off: usize) -> Option<&[u8; N]> {
+        let p = self.checked(off, N)?;
+        // SAFETY: [p, p + N) lies inside [data, data_end), checked by `checked`.
+        Some(unsafe { &*(p as *const [u8; N]) })
+    }
+
+    /// The address of `off` when `n` bytes from there are inside the frame.
+    #[inline(always)]
+    fn checked(&self, off: usize, n: usize) -> Option<usize> {
         if off > MAX_OFFSET {
             return None;
         }
         let p = self.start + off;
-        if p + N > self.end {
+        if p + n > self.end {
             return None;
         }
-        // SAFETY: [p, p + N) lies inside [data, data_end), checked just above.
-        Some(unsafe { &*(p as *const [u8; N]) })
+        Some(p)
+    }
+}
+
+/// One frame under inspection, handed by reference through the L3/L4
+/// parsers (katran's `packet_description`): its bounds, where the L3 header
+/// starts (after an optional 802.1Q tag) and the record of the port it
+/// arrived on.
+#[derive(Clone, Copy)]
+pub struct Frame<'a> {
+    pub pkt: Pkt,
+    pub l3: usize,
+    pub port: &'a PortConfig,
+}
+
+impl Frame<'_> {
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.pkt.len()
+    }
+
+    /// `N` bytes at `off`, or `None` when the frame is shorter.
+    #[inline(always)]
+    pub fn bytes<const N: usize>(&self, off: usize) -> Option<&[u8; N]> {
+        self.pkt.bytes(off)
+    }
+
+    /// The header `T` at `off` (see `Pkt::header`).
+    #[inline(always)]
+    pub fn header<T>(&self, off: usize) -> Option<&T> {
+        self.pkt.header(off)
     }
 }
 

@@ -8,7 +8,7 @@ use crate::{
     arp,
     bytes::{eq6, sub},
     ipv4, ipv6, limits,
-    pkt::Pkt,
+    pkt::{Frame, Pkt},
 };
 
 pub const ETH_P_IP: u16 = 0x0800;
@@ -28,9 +28,10 @@ pub enum Class {
 
 #[inline(always)]
 pub fn check(p: &Pkt, port: &PortConfig) -> Reason {
-    let eth = match p.bytes::<14>(0) {
-        Some(e) => e,
-        None => return Reason::Malformed,
+    // Bytes, not network-types' EthHdr/VlanHdr: their `ether_type: u16` gives
+    // them alignment 2, and a frame offset promises none (see Pkt::header).
+    let Some(eth) = p.bytes::<14>(0) else {
+        return Reason::Malformed;
     };
     // Source MAC: exactly the bound one. The bound MAC is unicast (userspace
     // refuses group addresses), so a group-address source never matches.
@@ -45,9 +46,8 @@ pub fn check(p: &Pkt, port: &PortConfig) -> Reason {
         if ethertype == ETH_P_8021AD || port.n_vlans == 0 {
             return Reason::Vlan;
         }
-        let tag = match p.bytes::<4>(14) {
-            Some(t) => t,
-            None => return Reason::Malformed,
+        let Some(tag) = p.bytes::<4>(14) else {
+            return Reason::Malformed;
         };
         let vid = u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff;
         if !vlan_allowed(port, vid) {
@@ -60,10 +60,11 @@ pub fn check(p: &Pkt, port: &PortConfig) -> Reason {
         l3 = 18;
     }
 
+    let f = Frame { pkt: *p, l3, port };
     let (verdict, arp_request) = match ethertype {
-        ETH_P_IP => (ipv4::check(p, l3, port), false),
-        ETH_P_ARP => arp::check(p, l3, port),
-        ETH_P_IPV6 => (ipv6::check(p, l3, port), false),
+        ETH_P_IP => (ipv4::check(&f), false),
+        ETH_P_ARP => arp::check(&f),
+        ETH_P_IPV6 => (ipv6::check(&f), false),
         other => {
             if ethertype_allowed(port, other) {
                 (Reason::Pass, false)

@@ -48,9 +48,8 @@ pub fn portguard_vlan(ctx: TcContext) -> i32 {
             (*skb).len,
         )
     };
-    let port = match port::record(ifindex) {
-        Some(p) => p,
-        None => return shoot(0, false, Reason::UnboundPort, len),
+    let Some(port) = port::record(ifindex) else {
+        return shoot(0, false, Reason::UnboundPort, len);
     };
     let monitor = port.flags & flags::MONITOR != 0;
     if port.flags & flags::BOUND == 0 {
