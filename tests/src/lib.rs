@@ -7,5 +7,6 @@ pub mod frames;
 pub mod gen;
 pub mod netns;
 pub mod proc;
+pub mod serial;
 pub mod tap;
 pub mod vm;

@@ -98,7 +98,7 @@ pub fn run() -> Result<ExitCode> {
 }
 
 /// `cargo xtask test --vm`: setup, portguard, the guest image (cached), then
-/// the QEMU guest test (tests/tests/vm_guest.rs) and the leftover check.
+/// the QEMU guest test (tests/tests/integration/vm_guest.rs) and the leftover check.
 pub fn run_vm() -> Result<ExitCode> {
     if !is_root() {
         return reexec_as_root("cargo xtask test --vm");
@@ -126,7 +126,7 @@ pub fn run_vm() -> Result<ExitCode> {
     results.push(("guest image (cached)".into(), img.is_ok(), secs(t)));
     let mut notes = Vec::new();
     if let (Ok(()), Ok(img)) = (&built, &img) {
-        let name = "QEMU guest on a tap: cargo test --test vm_guest -- --ignored";
+        let name = "QEMU guest on a tap: cargo test --test integration -- --ignored vm_guest::";
         eprintln!("\n==> {name}");
         let t = Instant::now();
         let mut cmd = cargo([
@@ -134,10 +134,11 @@ pub fn run_vm() -> Result<ExitCode> {
             "-p",
             "portguard-tests",
             "--test",
-            "vm_guest",
+            "integration",
             "--",
             "--ignored",
             "--nocapture",
+            "vm_guest::",
         ]);
         cmd.env("PORTGUARD_BIN", target_dir().join("debug/portguard"))
             .env("PORTGUARD_VM_KERNEL", &img.kernel)

@@ -101,7 +101,7 @@ pub(super) fn check_arp(b: &Binding, frame: &[u8], l3: usize) -> Reason {
     }
     // "allowed v4, or 0.0.0.0 when the opcode is request": a reply from
     // 0.0.0.0 passes when a bound prefix covers 0.0.0.0 (e.g. 0.0.0.0/0).
-    // The program disagrees (pinned in tests/tests/differential.rs).
+    // The program disagrees (pinned in tests/tests/integration/differential.rs).
     let probe = opcode == 1 && sender_ip == Ipv4Addr::UNSPECIFIED;
     if !(allowed_v4(b, sender_ip) || probe) {
         return Reason::ArpSpoof;

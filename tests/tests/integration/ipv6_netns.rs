@@ -15,7 +15,7 @@
 //! tests can fail.
 //!
 //! Needs root (namespaces, XDP). Run e.g.
-//! `PORTGUARD_BIN=target/debug/portguard cargo test -p portguard-tests --test ipv6_netns`.
+//! `PORTGUARD_BIN=target/debug/portguard cargo test -p portguard-tests --test integration ipv6_netns::`.
 use std::{
     fs,
     net::Ipv6Addr,

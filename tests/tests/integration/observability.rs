@@ -4,7 +4,7 @@
 //! behind a bridge (tests/src/netns.rs); the CLI runs through `nsenter` in the
 //! lab's host namespace.
 //!
-//! Needs root. Run: `PORTGUARD_BIN=target/debug/portguard cargo test -p portguard-tests --test observability`.
+//! Needs root. Run: `PORTGUARD_BIN=target/debug/portguard cargo test -p portguard-tests --test integration observability::`.
 use std::{
     collections::HashMap,
     fs::File,

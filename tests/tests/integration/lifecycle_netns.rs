@@ -7,7 +7,7 @@
 //! `attach` over a severed link, `show`/`stats` of a deleted interface.
 //!
 //! Needs root. Run through `cargo xtask test`, or
-//! `cargo test -p portguard-tests --test lifecycle_netns`.
+//! `cargo test -p portguard-tests --test integration lifecycle_netns::`.
 use std::{
     fs,
     net::Ipv4Addr,

@@ -16,14 +16,14 @@
 //! of them never share the 2 CPUs of a CI machine.
 //!
 //! Needs root (namespaces, XDP). Run e.g.
-//! `PORTGUARD_BIN=target/debug/portguard cargo test -p portguard-tests --test storm_netns`.
+//! `PORTGUARD_BIN=target/debug/portguard cargo test -p portguard-tests --test integration storm_netns::`.
 use std::{
     net::Ipv4Addr,
     os::fd::{AsRawFd, OwnedFd},
     process::{Child, Command, Output, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
-        mpsc, Arc, Mutex, MutexGuard,
+        mpsc, Arc,
     },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -34,13 +34,6 @@ use portguard_tests::{
     frames::{self as f, Mac},
     netns::{enter_netns, packet_socket, send_frame, Lab, Vm, VmSpec},
 };
-
-/// Serializes the floods of this test binary.
-static FLOOD_LOCK: Mutex<()> = Mutex::new(());
-
-fn flood_lock() -> MutexGuard<'static, ()> {
-    FLOOD_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 const FLOOD_PPS: u64 = 20_000;
 const FLOOD_SECS: f64 = 4.0;
@@ -366,7 +359,7 @@ struct Flood<'a> {
 /// vm1 floods, vm3 counts; vm2 <-> vm3 and vm1 -> vm2 ping meanwhile; vm2
 /// sends a few frames of the same class that must all reach vm3.
 fn run_flood(sc: Flood) {
-    let _serial = flood_lock();
+    let _serial = portguard_tests::serial::heavy();
     let lab = Lab::new(3);
     let (a, b, c) = (lab.vm(1), lab.vm(2), lab.vm(3));
     guard(&lab, a, sc.flags);

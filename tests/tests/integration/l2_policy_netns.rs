@@ -19,7 +19,7 @@
 //!
 //! Needs root (namespaces, XDP) and dnsmasq + dhclient (`apt-get install -y
 //! dnsmasq-base isc-dhcp-client`). Run e.g.
-//! `PORTGUARD_BIN=target/debug/portguard cargo test -p portguard-tests --test l2_policy_netns`.
+//! `PORTGUARD_BIN=target/debug/portguard cargo test -p portguard-tests --test integration l2_policy_netns::`.
 use std::{
     ffi::CString,
     fs, io,

@@ -5,7 +5,7 @@
 //! SIGTERM leaving enforcement in place).
 //!
 //! Needs root (namespaces, XDP). Run through `cargo xtask test`, or
-//! `PORTGUARD_BIN=... cargo test -p portguard-tests --test operations`.
+//! `PORTGUARD_BIN=... cargo test -p portguard-tests --test integration operations::`.
 use std::{
     fs,
     io::{Read, Write},
@@ -15,7 +15,7 @@ use std::{
     process::{Child, Command, Output, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc, Mutex, MutexGuard,
+        Arc,
     },
     thread,
     time::{Duration, Instant},
@@ -25,6 +25,9 @@ use portguard_tests::{
     cli::{self, PortCounters},
     frames::{self as f, Mac},
     netns::{frame_matches, send_and_count, send_raw, Lab, Vm},
+    // The upgrade and SIGKILL tests time things and load the CPUs: one at a
+    // time, and never next to another suite's heavy test.
+    serial::heavy,
 };
 use serde_json::Value;
 
@@ -32,13 +35,6 @@ use serde_json::Value;
 const NOBODY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 250);
 /// A source no port is ever bound to.
 const SPOOF: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
-
-/// The upgrade and SIGKILL tests time things and load the CPUs: one at a time.
-static HEAVY: Mutex<()> = Mutex::new(());
-
-fn heavy() -> MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A lab plus a scratch directory (state files, audit log, daemon logs).
 struct Ops {
