@@ -28,10 +28,11 @@ fn tools() {
 
 /// A host: its lab (VMs behind a bridge), its agent and scratch files.
 struct Host {
+    // Dropped first: a live agent would recreate the pin dir the lab removes.
+    agent: Option<Proc>,
     name: String,
     lab: Lab,
     tmp: TmpDir,
-    agent: Option<Proc>,
 }
 
 impl Host {
