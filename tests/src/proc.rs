@@ -139,3 +139,32 @@ pub fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// dnsmasq as a DHCP server only (no DNS), in the foreground in netns `ns`,
+/// serving on `iface`, its lease file, pid file and log in `tmp` under `tag`;
+/// `extra` adds options (`--dhcp-range=...`, `--no-ping`, ...).
+pub fn dnsmasq_dhcp(ns: &str, tmp: &TmpDir, tag: &str, iface: &str, extra: &[&str]) -> Proc {
+    let iface_arg = format!("--interface={iface}");
+    let lease_arg = format!("--dhcp-leasefile={}", tmp.s(&format!("{tag}.leases")));
+    let pid_arg = format!("--pid-file={}", tmp.s(&format!("{tag}.pid")));
+    let mut argv = vec![
+        "dnsmasq",
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--user=root",
+        "--group=root",
+        "--port=0",
+        "--no-resolv",
+        "--no-hosts",
+        "--log-dhcp",
+        "--log-facility=-",
+        &iface_arg,
+        &lease_arg,
+        &pid_arg,
+    ];
+    argv.extend_from_slice(extra);
+    let mut p = Proc::spawn(ns, &argv, &tmp.path(&format!("{tag}.log")));
+    thread::sleep(Duration::from_millis(300));
+    p.assert_running();
+    p
+}

@@ -35,7 +35,7 @@ use std::{
 use portguard_tests::{
     frames::{self as f, Mac},
     netns::{Lab, Vm, VmSpec},
-    proc::{eventually, need_tool, Proc, TmpDir},
+    proc::{dnsmasq_dhcp, eventually, need_tool, Proc, TmpDir},
 };
 use serde_json::Value;
 
@@ -134,32 +134,11 @@ fn need_tools(tools: &[&str]) {
 
 // ------------------------------------------------------------------ DHCP programs
 
-/// dnsmasq as a DHCP server only (foreground, logging to its log file).
+/// dnsmasq as a DHCP server only, offering at once (no ping check).
 fn dnsmasq(ns: &str, tmp: &TmpDir, tag: &str, iface: &str, extra: &[&str]) -> Proc {
-    let iface_arg = format!("--interface={iface}");
-    let lease = format!("--dhcp-leasefile={}", tmp.s(&format!("{tag}.leases")));
-    let pid = format!("--pid-file={}", tmp.s(&format!("{tag}.pid")));
-    let mut argv = vec![
-        "dnsmasq",
-        "--no-daemon",
-        "--conf-file=/dev/null",
-        "--user=root",
-        "--group=root",
-        "--port=0",
-        "--no-resolv",
-        "--no-hosts",
-        "--no-ping",
-        "--log-dhcp",
-        "--log-facility=-",
-        &iface_arg,
-        &lease,
-        &pid,
-    ];
-    argv.extend_from_slice(extra);
-    let mut p = Proc::spawn(ns, &argv, &tmp.path(&format!("{tag}.log")));
-    thread::sleep(Duration::from_millis(300));
-    p.assert_running();
-    p
+    let mut args = vec!["--no-ping"];
+    args.extend_from_slice(extra);
+    dnsmasq_dhcp(ns, tmp, tag, iface, &args)
 }
 
 /// A real ISC dhclient (`-6` for DHCPv6) on the VM's eth0, in the

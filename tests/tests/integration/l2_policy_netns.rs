@@ -38,7 +38,7 @@ use portguard_tests::{
     cli::assert_deltas,
     frames::{self as f, Mac},
     netns::{frame_matches, Lab, Vm, VmSpec},
-    proc::{eventually, need_tool, Proc, TmpDir},
+    proc::{dnsmasq_dhcp, eventually, need_tool, Proc, TmpDir},
 };
 
 // ------------------------------------------------------------------ CLI helpers
@@ -108,33 +108,12 @@ fn deliver_tagged(from: &Vm, to: &Vm, frames: &[Vec<u8>]) -> usize {
         .count()
 }
 
-/// dnsmasq as a DHCP server only (no DNS), in the foreground, logging to its log file.
+/// dnsmasq as a DHCP server only, leasing from `range`.
 fn dnsmasq(ns: &str, tmp: &TmpDir, tag: &str, iface: &str, range: &str, extra: &[&str]) -> Proc {
-    let iface_arg = format!("--interface={iface}");
     let range_arg = format!("--dhcp-range={range}");
-    let lease_arg = format!("--dhcp-leasefile={}", tmp.s(&format!("{tag}.leases")));
-    let pid_arg = format!("--pid-file={}", tmp.s(&format!("{tag}.pid")));
-    let mut argv = vec![
-        "dnsmasq",
-        "--no-daemon",
-        "--conf-file=/dev/null",
-        "--user=root",
-        "--group=root",
-        "--port=0",
-        "--no-resolv",
-        "--no-hosts",
-        &iface_arg,
-        &range_arg,
-        &lease_arg,
-        &pid_arg,
-        "--log-dhcp",
-        "--log-facility=-",
-    ];
-    argv.extend_from_slice(extra);
-    let mut p = Proc::spawn(ns, &argv, &tmp.path(&format!("{tag}.log")));
-    thread::sleep(Duration::from_millis(300));
-    p.assert_running();
-    p
+    let mut args = vec![range_arg.as_str()];
+    args.extend_from_slice(extra);
+    dnsmasq_dhcp(ns, tmp, tag, iface, &args)
 }
 
 /// Result of one dhclient run.
