@@ -157,7 +157,7 @@ pub struct PortConfig {
     /// VLAN IDs admitted for 802.1Q-tagged frames, first `n_vlans` valid.
     pub vlans: [u16; MAX_VLANS],
     // Not read by the data path.
-    /// 0 not attached, `ATTACH_NATIVE` or `ATTACH_GENERIC` (for `show`).
+    /// 0 not attached, `ATTACH_NATIVE`, `ATTACH_GENERIC` or `ATTACH_TC` (for `show`).
     pub attach_mode: u8,
     /// Why that mode (`portguard::attach_mode::AttachReason`), for `show`.
     pub attach_reason: u8,
@@ -270,6 +270,8 @@ pub struct RateState {
 
 pub const ATTACH_NATIVE: u8 = 1;
 pub const ATTACH_GENERIC: u8 = 2;
+/// The checks run as a tc ingress program (tcx link), not XDP.
+pub const ATTACH_TC: u8 = 3;
 
 /// A sampled drop (or monitor-mode would-drop), written to the `EVENTS` ring buffer.
 #[repr(C)]

@@ -1,8 +1,12 @@
 //! Counting and drop-event sampling: everything that happens after the verdict.
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_DROP, XDP_PASS},
-    helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
-    programs::XdpContext,
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
+    },
+    programs::{TcContext, XdpContext},
 };
 use filter_common::{flags, DropEvent, PortConfig, Reason, EVENT_CAPTURE, N_REASONS};
 
@@ -13,17 +17,41 @@ use crate::{
     policy::{ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6},
 };
 
-/// Counts the frame `p` in `slot` and returns the XDP action. `port` is
-/// `None` only when the maps are inconsistent (slot 0, no events).
+/// Where a drop event's first bytes come from: the XDP and tc programs
+/// each have their own helper (the tc one reads an skb's paged part too).
+pub trait Capture {
+    /// Copies the frame's first `n` bytes to `dst`; 0 on success.
+    fn capture(&self, dst: *mut c_void, n: u32) -> i64;
+}
+
+impl Capture for XdpContext {
+    #[inline(always)]
+    fn capture(&self, dst: *mut c_void, n: u32) -> i64 {
+        // SAFETY: `dst` points at `n` writable bytes (a reserved ring-buffer record).
+        unsafe { bpf_xdp_load_bytes(self.ctx, 0, dst, n) }
+    }
+}
+
+impl Capture for TcContext {
+    #[inline(always)]
+    fn capture(&self, dst: *mut c_void, n: u32) -> i64 {
+        // SAFETY: as above.
+        unsafe { bpf_skb_load_bytes(self.skb.skb as *const c_void, 0, dst, n) }
+    }
+}
+
+/// Counts the frame `p` in `slot`; true when it may go on (passed, or
+/// monitor mode), false to drop it. `port` is `None` only when the maps are
+/// inconsistent (slot 0, no events).
 #[inline(always)]
 pub fn finish(
-    ctx: &XdpContext,
+    ctx: &impl Capture,
     p: &Pkt,
     port: Option<&PortConfig>,
     slot: u32,
     reason: Reason,
-) -> u32 {
-    let bytes = p.len() as u64;
+) -> bool {
+    let bytes = p.counted_len() as u64;
     let monitor = port.is_some_and(|c| c.flags & flags::MONITOR != 0);
     let idx = reason as usize;
     if let Some(s) = STATS.get_ptr_mut(slot) {
@@ -32,7 +60,7 @@ pub fn finish(
         if reason == Reason::Pass || idx >= N_REASONS {
             s.passed.packets += 1;
             s.passed.bytes += bytes;
-            return XDP_PASS;
+            return true;
         }
         if monitor {
             s.would_drop[idx].packets += 1;
@@ -47,16 +75,12 @@ pub fn finish(
             sample(ctx, p, port, reason, monitor, s);
         }
     }
-    if reason == Reason::Pass || monitor {
-        XDP_PASS
-    } else {
-        XDP_DROP
-    }
+    reason == Reason::Pass || monitor
 }
 
 #[inline(always)]
 fn sample(
-    ctx: &XdpContext,
+    ctx: &impl Capture,
     p: &Pkt,
     port: &PortConfig,
     reason: Reason,
@@ -85,7 +109,7 @@ fn sample(
     unsafe {
         (*ev).ts_ns = bpf_ktime_get_ns();
         (*ev).ifindex = port.ifindex;
-        (*ev).frame_len = p.len() as u32;
+        (*ev).frame_len = p.counted_len() as u32;
         (*ev).reason = reason as u8;
         (*ev).monitor = monitor as u8;
         (*ev).ip_version = 0;
@@ -108,6 +132,9 @@ fn sample(
                     et = u16::from_be_bytes([tag[2], tag[3]]);
                     l3 = 18;
                 }
+            }
+            if let Some((_, tci)) = p.meta_tag {
+                (*ev).vlan = tci & 0x0fff;
             }
             (*ev).ethertype = et;
             if et == ETH_P_IP {
@@ -137,13 +164,7 @@ fn sample(
             };
             // Written as ((cap - 1) & 127) + 1 so the verifier sees a length in [1, 128].
             let n = ((cap as u32).wrapping_sub(1) & (EVENT_CAPTURE as u32 - 1)) + 1;
-            let rc = bpf_xdp_load_bytes(
-                ctx.ctx,
-                0,
-                (&raw mut (*ev).data) as *mut core::ffi::c_void,
-                n,
-            );
-            if rc == 0 {
+            if ctx.capture((&raw mut (*ev).data) as *mut c_void, n) == 0 {
                 (*ev).cap_len = n as u8;
             }
         }

@@ -2,7 +2,7 @@
 //! so bindings, counters and bucket state outlive the loader and survive upgrades.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, ProgramArray, RingBuf},
 };
 use filter_common::{
     DropEvent, IndexEntry, IndexKey, PortConfig, PortRef, PortStats, RateState, V4Key, V6Key,
@@ -57,6 +57,13 @@ pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_RINGBUF_BYTES, 0);
 #[map]
 pub static ADDR_INDEX: HashMap<IndexKey, IndexEntry> =
     HashMap::pinned(MAX_ADDRS + 2 * MAX_PREFIXES, NO_PREALLOC);
+
+/// [0] = the tc program `portguard_skb` itself, set by userspace when it
+/// loads it: a paged skb whose first look ended in a drop is judged again,
+/// from the start, once its headers are pulled in (skb.rs). A tail call, not
+/// a second inlined copy of the checks: the verifier then walks them once.
+#[map]
+pub static SKB_RETRY: ProgramArray = ProgramArray::pinned(1, 0);
 
 /// [0] = layout version of the maps above, written and checked by userspace.
 #[map]

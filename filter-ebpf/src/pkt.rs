@@ -1,7 +1,12 @@
 //! Bounds-checked access to the frame. Every read of packet memory goes
 //! through `Pkt::bytes` or `Pkt::header`, which compare against `data_end` right before the
 //! pointer is formed, the shape the verifier can follow.
-use aya_ebpf::programs::XdpContext;
+//!
+//! Two lengths: reads are bounded by the bytes in reach (`start..end`),
+//! length checks (IP total/payload length, BIG TCP) use the frame's length
+//! on the wire. They are the same in XDP; in tc (`skb.rs`) an skb's paged
+//! part is out of reach but still part of the frame.
+use aya_ebpf::programs::{TcContext, XdpContext};
 use filter_common::PortConfig;
 
 /// Largest offset any parser may reach; keeps variable offsets provably bounded.
@@ -11,19 +16,63 @@ pub const MAX_OFFSET: usize = 0x3fff;
 pub struct Pkt {
     pub start: usize,
     pub end: usize,
+    /// The frame's length (`skb->len` in tc; `end - start` in XDP).
+    pub wire: usize,
+    /// tc only: the 802.1Q/802.1ad tag the kernel carries outside the frame
+    /// (`skb->vlan_*`), as (TPID, TCI). The kernel moves a frame's outer tag
+    /// there before tc runs (and a VLAN device with tx offload never puts it
+    /// in the frame); XDP sees in-band tags only.
+    pub meta_tag: Option<(u16, u16)>,
 }
 
 impl Pkt {
     #[inline(always)]
     pub fn new(ctx: &XdpContext) -> Pkt {
+        let (start, end) = (ctx.data(), ctx.data_end());
         Pkt {
-            start: ctx.data(),
-            end: ctx.data_end(),
+            start,
+            end,
+            wire: end - start,
+            meta_tag: None,
         }
     }
 
+    /// The linear part of an skb in reach; `wire` covers its paged part too.
+    #[inline(always)]
+    pub fn skb(ctx: &TcContext) -> Pkt {
+        let skb = ctx.skb.skb;
+        // SAFETY: `skb` is the program's context; plain u32 ctx fields.
+        let (present, proto, tci) =
+            unsafe { ((*skb).vlan_present, (*skb).vlan_proto, (*skb).vlan_tci) };
+        Pkt {
+            start: ctx.data(),
+            end: ctx.data_end(),
+            wire: ctx.len() as usize,
+            // vlan_proto holds the TPID in network byte order.
+            meta_tag: (present != 0).then(|| (u16::from_be(proto as u16), tci as u16)),
+        }
+    }
+
+    /// The frame's length on the wire (what counters and IP length checks use).
     #[inline(always)]
     pub fn len(&self) -> usize {
+        self.wire
+    }
+
+    /// The length counters record: the frame on the wire, with a tag
+    /// carried outside it.
+    #[inline(always)]
+    pub fn counted_len(&self) -> usize {
+        if self.meta_tag.is_some() {
+            self.wire + 4
+        } else {
+            self.wire
+        }
+    }
+
+    /// Bytes in reach of `bytes`/`header`: all of them in XDP, the linear part of an skb.
+    #[inline(always)]
+    pub fn in_reach(&self) -> usize {
         self.end - self.start
     }
 

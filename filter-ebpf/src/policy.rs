@@ -41,7 +41,18 @@ pub fn check(p: &Pkt, port: &PortConfig) -> Reason {
 
     let mut ethertype = u16::from_be_bytes([eth[12], eth[13]]);
     let mut l3 = 14usize;
-    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+    if let Some((tpid, tci)) = p.meta_tag {
+        // tc: the outer tag, out of the frame. The rules of an in-band tag,
+        // whose place it took: a single 802.1Q tag with an allowed VID, so
+        // the frame must not start with another tag.
+        if tpid != ETH_P_8021Q
+            || !vlan_allowed(port, tci & 0x0fff)
+            || ethertype == ETH_P_8021Q
+            || ethertype == ETH_P_8021AD
+        {
+            return Reason::Vlan;
+        }
+    } else if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
         // Only single 802.1Q tags with an allowed VID; the inner frame is then checked as usual.
         if ethertype == ETH_P_8021AD || port.n_vlans == 0 {
             return Reason::Vlan;

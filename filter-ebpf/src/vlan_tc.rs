@@ -8,6 +8,10 @@
 //! metadata tag; the frame bytes (the inner frame) were already checked by
 //! XDP. O(1): no frame parsing, one record lookup, only for tagged frames.
 //!
+//! In tc mode the checks themselves (`skb.rs`, ahead of this program in the
+//! tcx chain) see the metadata tag and apply these rules; a frame they pass
+//! has an allowed tag, so this program lets it go on without counting.
+//!
 //! Counting (see docs/vlan-offload.md): XDP already counted a frame it let
 //! through as `passed`. When this program drops it, it takes that back
 //! (`passed` -1 packet, -len bytes, on the same CPU) and counts the drop by

@@ -1,13 +1,16 @@
-//! Attaching and detaching the XDP program through pinned bpf_links.
+//! Attaching and detaching the checks through pinned bpf_links: the XDP
+//! program (native or generic), or in tc mode the tc program `portguard_skb`
+//! (a tcx link), pinned at `links/<iface>` either way.
 //! Persistent attach = attach, take the link, convert to FdLink, pin it;
 //! re-attach replaces the program inside the pinned link (bpf_link_update),
 //! so there is no instant without enforcement.
 //!
-//! Next to XDP, every attached interface gets the tc ingress program
-//! `portguard_vlan` (a tcx link pinned at `links-tc/<iface>`), which polices
-//! VLAN tags carried in skb metadata, invisible to XDP (docs/vlan-offload.md).
-//! The two are attached, replaced and detached together; `links/` alone
-//! tells which interfaces are attached.
+//! Next to XDP, every interface attached in XDP mode gets the tc ingress
+//! program `portguard_vlan` (a tcx link pinned at `links-tc/<iface>`), which
+//! polices VLAN tags carried in skb metadata, invisible to XDP
+//! (docs/vlan-offload.md). The two are attached, replaced and detached
+//! together; `links/` alone tells which interfaces are attached. In tc mode
+//! the checks see metadata tags themselves: no VLAN program there.
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -20,12 +23,12 @@ use aya::programs::{
     xdp::XdpLink,
     TcAttachType, XdpMode,
 };
-use filter_common::{ATTACH_GENERIC, ATTACH_NATIVE};
+use filter_common::{ATTACH_GENERIC, ATTACH_NATIVE, ATTACH_TC};
 
 use crate::{
     attach_mode::{auto_choice, AutoChoice},
     iface,
-    pinned::Pinned,
+    pinned::{Pinned, PROGRAM_NAME, SKB_PROGRAM_NAME, VLAN_PROGRAM_NAME},
     sys,
 };
 
@@ -67,13 +70,21 @@ pub fn attach(p: &mut Pinned, ifname: &str, want: RequestedMode) -> Result<Attac
 
     let result = (|| -> Result<Attached> {
         if link_path.exists() {
-            match pinned_link_ifindex(&link_path) {
-                Ok(i) if i == ifindex => return replace(p, ifname, ifindex, existing_mode, kind),
+            match pinned_link_info(&link_path) {
+                // Attached already: the program is replaced inside the link,
+                // unless the link is of the other hook (XDP <-> tc), which
+                // can run next to it: then the new one is attached first and
+                // takes over the pin (below), so nothing passes unjudged.
+                Ok((link_kind, i)) if i == ifindex => {
+                    if (link_kind == BPF_LINK_TYPE_TCX) == wants_tc(want, &kind) {
+                        return replace(p, ifname, ifindex, existing_mode, kind);
+                    }
+                }
                 // Cannot tell (e.g. no permission to read it back): as before.
                 Err(_) => return replace(p, ifname, ifindex, existing_mode, kind),
                 // The pin holds another interface's live link: that interface
                 // was renamed away from this name; its pins follow it.
-                Ok(i) if i != 0 && iface::name(i).is_some() => {
+                Ok((_, i)) if i != 0 && iface::name(i).is_some() => {
                     let to = iface::name(i).unwrap_or_default();
                     move_pins(p, ifname, &to, i)?;
                 }
@@ -86,47 +97,71 @@ pub fn attach(p: &mut Pinned, ifname: &str, want: RequestedMode) -> Result<Attac
                 }
             }
         }
-        let prog = p.program()?;
-        let native = |prog: &mut aya::programs::Xdp| {
-            prog.attach_to_if_index(ifindex, XdpMode::Driver)
-                .with_context(|| format!("attaching to {ifname} in native mode"))
+        let tc_mode = wants_tc(want, &kind);
+        if !tc_mode {
+            attach_tc(p, ifname, ifindex)?;
+        }
+        let fresh = (|| -> Result<(FdLink, u8, Option<String>, AttachReason)> {
+            if tc_mode {
+                let reason = match want {
+                    RequestedMode::Tc => AttachReason::Requested,
+                    _ => auto_choice(&kind).1,
+                };
+                return Ok((attach_skb(p, ifname)?, ATTACH_TC, None, reason));
+            }
+            let prog = p.program()?;
+            let native = |prog: &mut aya::programs::Xdp| {
+                prog.attach_to_if_index(ifindex, XdpMode::Driver)
+                    .with_context(|| format!("attaching to {ifname} in native mode"))
+            };
+            let generic = |prog: &mut aya::programs::Xdp| {
+                prog.attach_to_if_index(ifindex, XdpMode::Skb)
+                    .with_context(|| format!("attaching to {ifname} in generic mode"))
+            };
+            let (id, mode, fallback_reason, reason) = match want {
+                RequestedMode::Native => {
+                    (native(prog)?, ATTACH_NATIVE, None, AttachReason::Requested)
+                }
+                RequestedMode::Generic | RequestedMode::Tc => (
+                    generic(prog)?,
+                    ATTACH_GENERIC,
+                    None,
+                    AttachReason::Requested,
+                ),
+                RequestedMode::Auto => {
+                    let why = auto_choice(&kind).1;
+                    match native(prog) {
+                        Ok(id) => (id, ATTACH_NATIVE, None, why),
+                        Err(e) => (
+                            generic(prog).with_context(|| format!("(native failed: {e:#})"))?,
+                            ATTACH_GENERIC,
+                            Some(format!("{:#}", e.root_cause())),
+                            AttachReason::AutoFallback,
+                        ),
+                    }
+                }
+            };
+            let link = prog.take_link(id).context("taking the XDP link")?;
+            let fd_link = FdLink::try_from(link).map_err(|e| {
+                anyhow!("{ifname}: the kernel attached through netlink, not a bpf_link, so it cannot be pinned ({e})")
+            })?;
+            Ok((fd_link, mode, fallback_reason, reason))
+        })();
+        let (fd_link, mode, fallback_reason, reason) = match fresh {
+            Ok(v) => v,
+            Err(e) => {
+                // No half attach: the VLAN program goes again unless the port
+                // was attached already (its link pin is still there).
+                if !link_path.exists() {
+                    let _ = remove_pin(&tc_link_path(p, ifname));
+                }
+                return Err(e);
+            }
         };
-        let generic = |prog: &mut aya::programs::Xdp| {
-            prog.attach_to_if_index(ifindex, XdpMode::Skb)
-                .with_context(|| format!("attaching to {ifname} in generic mode"))
-        };
-        let (id, mode, fallback_reason, reason) = match want {
-            RequestedMode::Native => (native(prog)?, ATTACH_NATIVE, None, AttachReason::Requested),
-            RequestedMode::Generic => (
-                generic(prog)?,
-                ATTACH_GENERIC,
-                None,
-                AttachReason::Requested,
-            ),
-            RequestedMode::Auto => match auto_choice(&kind) {
-                (AutoChoice::Generic, why) => (generic(prog)?, ATTACH_GENERIC, None, why),
-                (AutoChoice::Native, why) => match native(prog) {
-                    Ok(id) => (id, ATTACH_NATIVE, None, why),
-                    Err(e) => (
-                        generic(prog).with_context(|| format!("(native failed: {e:#})"))?,
-                        ATTACH_GENERIC,
-                        Some(format!("{:#}", e.root_cause())),
-                        AttachReason::AutoFallback,
-                    ),
-                },
-            },
-        };
-        let link = prog.take_link(id).context("taking the XDP link")?;
-        let fd_link = FdLink::try_from(link).map_err(|e| {
-            anyhow!("{ifname}: the kernel attached through netlink, not a bpf_link, so it cannot be pinned ({e})")
-        })?;
-        fd_link
-            .pin(&link_path)
-            .with_context(|| format!("pinning the link at {}", link_path.display()))?;
-        if let Err(e) = attach_tc(p, ifname, ifindex) {
-            // No half attach: unpinning the only reference to the XDP link detaches it.
-            let _ = fs::remove_file(&link_path);
-            return Err(e);
+        pin_over(p, ifname, fd_link)?;
+        if tc_mode {
+            // Switched from XDP: the checks now cover metadata tags.
+            remove_pin(&tc_link_path(p, ifname))?;
         }
         p.mark_attached(ifindex, ifname, mode)?;
         p.set_attach_reason(ifindex, reason as u8)?;
@@ -149,6 +184,50 @@ pub fn attach(p: &mut Pinned, ifname: &str, want: RequestedMode) -> Result<Attac
         }
     }
     result
+}
+
+/// Does this request put the checks on tc (rather than XDP) on this device?
+fn wants_tc(want: RequestedMode, kind: &DeviceKind) -> bool {
+    match want {
+        RequestedMode::Tc => true,
+        RequestedMode::Auto => auto_choice(kind).0 == AutoChoice::Tc,
+        RequestedMode::Native | RequestedMode::Generic => false,
+    }
+}
+
+/// Attaches the tc program (the frame checks) first in `ifname`'s tcx
+/// ingress chain, in front of the VLAN program.
+fn attach_skb(p: &mut Pinned, ifname: &str) -> Result<FdLink> {
+    let prog = p.skb_program()?;
+    let id = prog
+        .attach_with_options(
+            ifname,
+            TcAttachType::Ingress,
+            TcAttachOptions::TcxOrder(LinkOrder::first()),
+        )
+        .with_context(|| format!("attaching to {ifname} in tc mode (tcx ingress, Linux >= 6.6)"))?;
+    let link = prog.take_link(id).context("taking the tc link")?;
+    FdLink::try_from(link).map_err(|e| {
+        anyhow!("{ifname}: the tc program was not attached through a tcx link, so it cannot be pinned ({e})")
+    })
+}
+
+/// Pins `link` at `links/<ifname>`: first under `links-new/`, then renamed
+/// over the old pin, so a link of the other hook attached before is
+/// detached only once the new one is pinned (a crash in between leaves
+/// both, never neither).
+fn pin_over(p: &Pinned, ifname: &str, link: FdLink) -> Result<()> {
+    let tmp_dir = p.dir().join("links-new");
+    fs::create_dir_all(&tmp_dir).with_context(|| format!("cannot create {}", tmp_dir.display()))?;
+    let tmp = tmp_dir.join(ifname);
+    remove_pin(&tmp)?;
+    link.pin(&tmp)
+        .with_context(|| format!("pinning the link at {}", tmp.display()))?;
+    let path = p.link_path(ifname);
+    fs::rename(&tmp, &path).with_context(|| {
+        let _ = fs::remove_file(&tmp);
+        format!("moving the link pin to {}", path.display())
+    })
 }
 
 /// Moves the pins of the links of `ifindex` from `links/<from>` (and
@@ -210,17 +289,35 @@ fn replace(
     let pinned = PinnedLink::from_pin(&link_path)
         .with_context(|| format!("opening pinned link {}", link_path.display()))?;
     let fd_link: FdLink = pinned.into();
-    let xdp_link = XdpLink::try_from(fd_link).context("pinned link is not an XDP link")?;
-    let prog = p.program()?;
-    let id = prog
-        .attach_to_link(xdp_link)
-        .with_context(|| format!("replacing the program on {ifname} (bpf_link_update)"))?;
-    // The pin keeps the link alive; our fd may close.
-    let link = prog.take_link(id).context("taking the XDP link")?;
-    drop(FdLink::try_from(link).ok());
-    // Replaced in place too; added when missing (pinned by a build without it).
-    attach_tc(p, ifname, ifindex)?;
-    let mode = if mode == 0 { ATTACH_NATIVE } else { mode };
+    let is_tc = matches!(pinned_link_info(&link_path), Ok((BPF_LINK_TYPE_TCX, _)));
+    let replacing = || format!("replacing the program on {ifname} (bpf_link_update)");
+    // The pin keeps the link alive; our fds may close.
+    if is_tc {
+        let tc_link =
+            SchedClassifierLink::try_from(fd_link).context("pinned link is not a tcx link")?;
+        let prog = p.skb_program()?;
+        let id = prog.attach_to_link(tc_link).with_context(replacing)?;
+        let link = prog.take_link(id).context("taking the tc link")?;
+        drop(FdLink::try_from(link).ok());
+    } else {
+        let xdp_link = XdpLink::try_from(fd_link).context("pinned link is not an XDP link")?;
+        let prog = p.program()?;
+        let id = prog.attach_to_link(xdp_link).with_context(replacing)?;
+        let link = prog.take_link(id).context("taking the XDP link")?;
+        drop(FdLink::try_from(link).ok());
+    }
+    // Replaced in place too in XDP mode; added when missing (pinned by a
+    // build without it). Not in tc mode (see the module doc).
+    if is_tc {
+        remove_pin(&tc_link_path(p, ifname))?;
+    } else {
+        attach_tc(p, ifname, ifindex)?;
+    }
+    let mode = match (mode, is_tc) {
+        (_, true) => ATTACH_TC,
+        (0 | ATTACH_TC, false) => ATTACH_NATIVE,
+        (m, false) => m,
+    };
     p.mark_attached(ifindex, ifname, mode)?;
     pin_program(p)?;
     let reason = p.config(ifindex)?.map_or(AttachReason::Unknown, |c| {
@@ -236,21 +333,33 @@ fn replace(
     })
 }
 
+/// Pins the programs this handle loaded (`prog`, `prog-tc`, `prog-skb`):
+/// only those, so an XDP attach never pays for verifying the tc program.
 fn pin_program(p: &mut Pinned) -> Result<()> {
-    let path = p.dir().join("prog");
-    let _ = fs::remove_file(&path);
-    p.program()?
-        .pin(&path)
-        .with_context(|| format!("pinning the program at {}", path.display()))?;
-    let path = p.dir().join(TC_PROG_PIN);
-    let _ = fs::remove_file(&path);
-    p.vlan_program()?
-        .pin(&path)
-        .with_context(|| format!("pinning the tc program at {}", path.display()))
+    for (name, pin) in [
+        (PROGRAM_NAME, "prog"),
+        (VLAN_PROGRAM_NAME, TC_PROG_PIN),
+        (SKB_PROGRAM_NAME, SKB_PROG_PIN),
+    ] {
+        if !p.is_loaded(name) {
+            continue;
+        }
+        let path = p.dir().join(pin);
+        let _ = fs::remove_file(&path);
+        let prog = match name {
+            PROGRAM_NAME => p.program()?.pin(&path),
+            VLAN_PROGRAM_NAME => p.vlan_program()?.pin(&path),
+            _ => p.skb_program()?.pin(&path),
+        };
+        prog.with_context(|| format!("pinning program {name} at {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Pin of the last loaded tc VLAN program, next to `prog`.
 pub const TC_PROG_PIN: &str = "prog-tc";
+/// Pin of the last loaded tc program of the frame checks (`--mode tc`).
+pub const SKB_PROG_PIN: &str = "prog-skb";
 
 /// `<pin-dir>/links-tc/<iface>`: the tcx link of the tc VLAN program, given the
 /// pin dir's `links/` (kept out of `links/`, whose entries are the attached interfaces).
@@ -351,11 +460,12 @@ pub fn detach(p: &mut Pinned, ifname: &str) -> Result<bool> {
 const BPF_LINK_TYPE_XDP: u32 = 6;
 const BPF_LINK_TYPE_TCX: u32 = 11;
 
-/// The ifindex an XDP link pinned at `path` is attached to (0 once its
-/// interface is gone), via BPF_OBJ_GET + BPF_OBJ_GET_INFO_BY_FD.
+/// The ifindex a port's link (XDP, or tcx in tc mode) pinned at `path` is
+/// attached to (0 once its interface is gone), via BPF_OBJ_GET +
+/// BPF_OBJ_GET_INFO_BY_FD.
 pub fn pinned_link_ifindex(path: &Path) -> std::io::Result<u32> {
     let (kind, ifindex) = pinned_link_info(path)?;
-    Ok(if kind == BPF_LINK_TYPE_XDP {
+    Ok(if kind == BPF_LINK_TYPE_XDP || kind == BPF_LINK_TYPE_TCX {
         ifindex
     } else {
         0

@@ -355,6 +355,7 @@ pub fn attach_mode_name(mode: u8) -> Option<&'static str> {
     match mode {
         ATTACH_NATIVE => Some("native"),
         ATTACH_GENERIC => Some("generic"),
+        filter_common::ATTACH_TC => Some("tc"),
         _ => None,
     }
 }

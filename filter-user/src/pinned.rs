@@ -27,7 +27,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{
         lpm_trie::Key, Array, HashMap, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray,
-        PerCpuValues,
+        PerCpuValues, ProgramArray,
     },
     programs::{SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
@@ -49,6 +49,8 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/portguard";
 pub const PROGRAM_NAME: &str = "portguard";
 /// The tc ingress program policing VLAN tags carried in skb metadata.
 pub const VLAN_PROGRAM_NAME: &str = "portguard_vlan";
+/// The frame checks as a tc ingress program (`attach --mode tc`).
+pub const SKB_PROGRAM_NAME: &str = "portguard_skb";
 /// Per-pin-dir change locks (bpffs cannot hold regular files).
 pub const LOCK_DIR: &str = "/run/portguard/locks";
 
@@ -172,19 +174,55 @@ impl Pinned {
 
     /// The tc ingress program for VLAN tags in skb metadata, loaded on first use.
     pub fn vlan_program(&mut self) -> Result<&mut SchedClassifier> {
+        self.classifier(VLAN_PROGRAM_NAME, "the tc VLAN program")
+    }
+
+    /// The frame checks as a tc ingress program (`attach --mode tc`), loaded
+    /// on first use and then set as its own retry (`SKB_RETRY[0]`, the tail
+    /// call a paged skb takes once its headers are pulled in).
+    pub fn skb_program(&mut self) -> Result<&mut SchedClassifier> {
+        let fresh = self
+            .ebpf
+            .program(SKB_PROGRAM_NAME)
+            .is_some_and(|p| p.fd().is_err());
+        if fresh {
+            let fd = self
+                .classifier(SKB_PROGRAM_NAME, "the tc program")?
+                .fd()?
+                .try_clone()
+                .context("duplicating the tc program's fd")?;
+            let map = self
+                .ebpf
+                .map_mut("SKB_RETRY")
+                .ok_or_else(|| anyhow!("the object has no map SKB_RETRY"))?;
+            let mut retry =
+                ProgramArray::try_from(map).context("SKB_RETRY is not a program array")?;
+            retry
+                .set(0, &fd, 0)
+                .context("setting SKB_RETRY[0] to the tc program (BPF_MAP_UPDATE_ELEM)")?;
+        }
+        self.classifier(SKB_PROGRAM_NAME, "the tc program")
+    }
+
+    /// Whether program `name` of the object was loaded by this handle.
+    pub fn is_loaded(&self, name: &str) -> bool {
+        self.ebpf.program(name).is_some_and(|p| p.fd().is_ok())
+    }
+
+    fn classifier(&mut self, name: &str, what: &str) -> Result<&mut SchedClassifier> {
         let prog: &mut SchedClassifier = self
             .ebpf
-            .program_mut(VLAN_PROGRAM_NAME)
-            .ok_or_else(|| anyhow!("the object has no program {VLAN_PROGRAM_NAME}"))?
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("the object has no program {name}"))?
             .try_into()
-            .context("program portguard_vlan is not a tc classifier")?;
+            .with_context(|| format!("program {name} is not a tc classifier"))?;
         if prog.fd().is_err() {
             prog.load().map_err(|e| {
                 anyhow!(
                     "{}",
                     compact_load_error(&e.to_string()).to_string().replacen(
                         "the XDP program",
-                        "the tc VLAN program",
+                        what,
                         1
                     )
                 )
@@ -877,6 +915,10 @@ fn check_layout(maps_dir: &Path) -> Result<()> {
 /// A load failure as one line: the verifier log is long, keep its verdict
 /// (the last lines before the statistics) so the message stays readable.
 fn compact_load_error(msg: &str) -> anyhow::Error {
+    // The whole verifier log on request (the message keeps its last lines).
+    if let Some(path) = std::env::var_os("PORTGUARD_VERIFIER_LOG") {
+        let _ = fs::write(path, msg);
+    }
     let Some((head, log)) = msg.split_once("Verifier output:") else {
         return anyhow!("loading the XDP program: {msg}");
     };

@@ -1,6 +1,6 @@
 //! Running frames through the loaded program with BPF_PROG_TEST_RUN.
 use anyhow::{Context, Result};
-use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 
 /// The 24-byte `xdp_md` passed as ctx_in: the kernel requires
 /// data_end == frame length and egress_ifindex == 0.
@@ -42,4 +42,18 @@ pub fn time_frame(
         })
         .context("BPF_PROG_TEST_RUN")?;
     Ok((r.return_value, r.duration))
+}
+
+/// Runs one frame through the tc program (`portguard_skb`) as if received
+/// on lo (ifindex 1: the kernel's default device for skb test runs); returns
+/// the tc action (`TC_ACT_SHOT` = 2, `TC_ACT_UNSPEC` = -1 as u32).
+pub fn run_skb(prog: &SchedClassifier, frame: &[u8]) -> Result<u32> {
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat: 1,
+            ..Default::default()
+        })
+        .context("BPF_PROG_TEST_RUN")?;
+    Ok(r.return_value)
 }

@@ -440,6 +440,40 @@ impl Lab {
         crate::cli::portguard_ok(&self.host, &self.pin_dir, args)
     }
 
+    /// Names of the programs on `iface`'s tcx ingress chain, first to last
+    /// (BPF_PROG_QUERY in the host netns; empty when none or no such interface).
+    pub fn tcx_ingress(&self, iface: &str) -> Vec<String> {
+        let (ns, iface) = (self.host.clone(), iface.to_string());
+        thread::spawn(move || -> Vec<String> {
+            if enter_netns(&ns).is_err() {
+                return Vec::new();
+            }
+            use aya::programs::{SchedClassifier, TcAttachType};
+            match SchedClassifier::query_tcx(&iface, TcAttachType::Ingress) {
+                Ok((_, progs)) => progs
+                    .iter()
+                    .map(|p| p.name_as_str().unwrap_or("?").to_string())
+                    .collect(),
+                Err(_) => Vec::new(),
+            }
+        })
+        .join()
+        .unwrap_or_default()
+    }
+
+    /// How the checks run on `iface`, as the kernel reports it: "native" or
+    /// "generic" (XDP, from `ip link`), "tc" (portguard's tc program on tcx
+    /// ingress), or None: not attached.
+    pub fn check_mode(&self, iface: &str) -> Option<String> {
+        if let Some(m) = self.xdp_mode(iface) {
+            return Some(m);
+        }
+        self.tcx_ingress(iface)
+            .iter()
+            .any(|n| n == "portguard_skb")
+            .then(|| "tc".to_string())
+    }
+
     /// XDP attachment as `ip -d link` reports it for a host-side interface:
     /// `Some("xdp")` (native), `Some("xdpgeneric")`, ... or None.
     pub fn xdp_mode(&self, iface: &str) -> Option<String> {
@@ -562,6 +596,48 @@ pub fn send_raw(ns: &str, iface: &str, frames: &[Vec<u8>]) -> Result<()> {
     .expect("send thread panicked")
 }
 
+/// Sends `frames` out of `iface` in netns `ns` as paged skbs: a packet
+/// socket with a virtio-net header (PACKET_VNET_HDR) whose `hdr_len` asks
+/// for only `linear` bytes in the skb's linear part. The kernel honours it
+/// for frames of a page or more (the rest goes to page fragments), so their
+/// headers lie beyond what a tc program reaches directly.
+pub fn send_paged(ns: &str, iface: &str, frames: &[Vec<u8>], linear: u16) -> Result<()> {
+    const PACKET_VNET_HDR: libc::c_int = 15;
+    let (ns, iface, frames) = (ns.to_string(), iface.to_string(), frames.to_vec());
+    thread::spawn(move || -> Result<()> {
+        enter_netns(&ns)?;
+        let (fd, ifindex) = packet_socket(&iface, 0)?;
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt with a plain int option on a valid socket.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_VNET_HDR,
+                &on as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        if r != 0 {
+            bail!("PACKET_VNET_HDR on {iface}: {}", io::Error::last_os_error());
+        }
+        for f in &frames {
+            // struct virtio_net_hdr: no checksum or GSO, only hdr_len.
+            let mut buf = vec![0u8; 10];
+            buf[2..4].copy_from_slice(&linear.to_le_bytes());
+            buf.extend_from_slice(f);
+            let n = send_frame(&fd, ifindex, &buf)
+                .map_err(|e| anyhow!("sendto {iface} in {ns} ({} bytes): {e}", f.len()))?;
+            if n != buf.len() {
+                bail!("short send on {iface}: {n} of {}", buf.len());
+            }
+        }
+        Ok(())
+    })
+    .join()
+    .expect("send thread panicked")
+}
+
 /// Sends one complete Ethernet frame on a socket from [`packet_socket`];
 /// returns the bytes sent.
 pub fn send_frame(fd: &OwnedFd, ifindex: i32, frame: &[u8]) -> io::Result<usize> {
@@ -569,6 +645,7 @@ pub fn send_frame(fd: &OwnedFd, ifindex: i32, frame: &[u8]) -> io::Result<usize>
     sll.sll_family = libc::AF_PACKET as u16;
     sll.sll_ifindex = ifindex;
     sll.sll_halen = 6;
+    // The address is informational for SOCK_RAW; any 6 bytes do.
     sll.sll_addr[..6].copy_from_slice(&frame[..6.min(frame.len())]);
     // SAFETY: valid socket, buffer and address.
     let n = unsafe {

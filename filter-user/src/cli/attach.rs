@@ -13,9 +13,10 @@ use portguard::{
 pub struct Args {
     /// Host-side interface of the VM (tap or veth).
     pub iface: String,
-    /// auto picks by device: generic on veth (keeps the VM's TSO), native on
-    /// tap and other devices (generic if the driver has no XDP). Also
-    /// accepted: skb (= generic), drv (= native).
+    /// auto picks by device: tc on veth (the checks as a tc ingress program:
+    /// keeps the VM's TSO, copies nothing), native XDP on tap and other
+    /// devices (generic if the driver has no XDP). Also accepted: skb
+    /// (= generic), drv (= native), tcx (= tc).
     #[arg(long, default_value = "auto")]
     pub mode: RequestedMode,
 }
@@ -54,8 +55,9 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
             let wanted = match a.mode {
                 RequestedMode::Native => Some(filter_common::ATTACH_NATIVE),
                 RequestedMode::Generic => Some(filter_common::ATTACH_GENERIC),
+                RequestedMode::Tc => Some(filter_common::ATTACH_TC),
                 RequestedMode::Auto => Some(match auto_choice(&r.kind).0 {
-                    AutoChoice::Generic => filter_common::ATTACH_GENERIC,
+                    AutoChoice::Tc => filter_common::ATTACH_TC,
                     AutoChoice::Native => filter_common::ATTACH_NATIVE,
                 })
                 .filter(|_| r.reason != AttachReason::AutoFallback),
@@ -78,7 +80,7 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
             }
             if r.kind == DeviceKind::Veth && r.mode == filter_common::ATTACH_NATIVE {
                 lines.push(format!(
-                    "{}: note: native XDP on a veth clears TSO on its peer, the VM's TCP throughput falls to about 0.3x (auto uses generic)",
+                    "{}: note: native XDP on a veth clears TSO on its peer, the VM's TCP throughput falls to about 0.3x (auto uses tc)",
                     a.iface
                 ));
             }

@@ -39,6 +39,7 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
             } else {
                 let _ = std::fs::remove_file(pin_dir.join("prog"));
                 let _ = std::fs::remove_file(pin_dir.join(portguard::attach::TC_PROG_PIN));
+                let _ = std::fs::remove_file(pin_dir.join(portguard::attach::SKB_PROG_PIN));
                 lines.push(format!(
                     "last port detached; bindings kept for {} unattached port(s) (unbind them to remove all state)",
                     remaining.len()

@@ -589,11 +589,11 @@ fn detach_restores_traffic() {
     let frame = udp_frame(a.mac(), a.ip4(), b);
     assert_eq!(deliver(a, b, std::slice::from_ref(&frame)), 0);
     assert!(no_ping(a, &b.ip4().to_string()));
-    assert!(lab.xdp_mode(&a.host_if).is_some());
+    assert!(lab.check_mode(&a.host_if).is_some());
 
     lab.pg_ok(&["detach", &a.host_if]);
     assert_eq!(
-        lab.xdp_mode(&a.host_if),
+        lab.check_mode(&a.host_if),
         None,
         "XDP still attached after detach"
     );
@@ -604,7 +604,7 @@ fn detach_restores_traffic() {
 
     // Detaching the last port removes everything; traffic flows, nothing pinned.
     lab.pg_ok(&["detach", &lab.vm(3).host_if]);
-    assert_eq!(lab.xdp_mode(&lab.vm(3).host_if), None);
+    assert_eq!(lab.check_mode(&lab.vm(3).host_if), None);
     assert!(ping(lab.vm(3), &b.ip4().to_string()));
 }
 
@@ -616,7 +616,7 @@ fn state_survives_cli_exit() {
     // pinned, and enforcing the binding written by a process that is gone.
     for vm in [a, b] {
         assert!(
-            lab.xdp_mode(&vm.host_if).is_some(),
+            lab.check_mode(&vm.host_if).is_some(),
             "{} not attached",
             vm.host_if
         );
@@ -639,14 +639,14 @@ fn state_survives_cli_exit() {
     assert_eq!(c.dropped("ipv4_spoof"), 1, "{c:?}");
 }
 
-fn mode_test(mode: &str, ip_link_mode: &str) {
+fn mode_test(mode: &str, kernel_mode: &str) {
     let lab = guarded(2, mode);
     let (a, b) = (lab.vm(1), lab.vm(2));
     for vm in [a, b] {
         assert_eq!(
-            lab.xdp_mode(&vm.host_if).as_deref(),
-            Some(ip_link_mode),
-            "{} attach mode per ip link",
+            lab.check_mode(&vm.host_if).as_deref(),
+            Some(kernel_mode),
+            "{} attach mode per the kernel",
             vm.host_if
         );
         let e = show_entry(&lab, &vm.host_if);
@@ -679,6 +679,11 @@ fn native_mode() {
 #[test]
 fn generic_mode() {
     mode_test("generic", "generic");
+}
+
+#[test]
+fn tc_mode() {
+    mode_test("tc", "tc");
 }
 
 #[test]

@@ -267,7 +267,7 @@ fn put_enforces_delete_removes_and_a_bad_value_is_that_ports_error() {
     let o = cluster.fleet(&h.lab.host, "orchestrator", &["delete", "hv1", "p1"]);
     assert!(o.status.success(), "{}", cli::stderr(&o));
     assert!(
-        eventually(30, || !h.bound("vm1") && h.lab.xdp_mode("vm1").is_none()),
+        eventually(30, || !h.bound("vm1") && h.lab.check_mode("vm1").is_none()),
         "vm1 still bound or attached after delete:\n{}",
         h.agent_log()
     );
@@ -785,7 +785,7 @@ fn a_host_rebooted_during_an_outage_enforces_its_snapshot() {
         "snapshot not applied while the store is down:\n{}",
         h.agent_log()
     );
-    assert!(h.bound("vm1") && h.lab.xdp_mode("vm1").is_some());
+    assert!(h.bound("vm1") && h.lab.check_mode("vm1").is_some());
     assert_eq!(spoofed_delivered(h.vm(1), h.vm(2), 3), 0);
     assert!(legit_delivered(h.vm(1), h.vm(2)));
 }

@@ -699,6 +699,12 @@ fn vlan_tag_carried_as_skb_metadata_is_policed_generic() {
     metadata_vlan("generic");
 }
 
+/// The same in tc mode: the checks and the VLAN program share the tcx chain.
+#[test]
+fn vlan_tag_carried_as_skb_metadata_is_policed_tc() {
+    metadata_vlan("tc");
+}
+
 fn metadata_vlan(mode: &str) {
     let lab = Lab::new(2);
     let (a, b) = (lab.vm(1), lab.vm(2));
@@ -707,7 +713,7 @@ fn metadata_vlan(mode: &str) {
         lab.pg_ok(&["attach", &vm.host_if, "--mode", mode]);
     }
     assert_eq!(
-        lab.xdp_mode(&a.host_if).as_deref(),
+        lab.check_mode(&a.host_if).as_deref(),
         Some(mode),
         "attach mode"
     );

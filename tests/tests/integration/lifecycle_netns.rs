@@ -149,7 +149,7 @@ impl Env {
         };
         self.show().iter().any(|e| {
             e["iface"] == name && e["ifindex"] == i && e["bound"] == true && e["attached"] == true
-        }) && self.lab.xdp_mode(name).is_some()
+        }) && self.lab.check_mode(name).is_some()
     }
 
     fn wait_enforced(&self, name: &str) {
@@ -433,7 +433,7 @@ fn attach_replaces_a_severed_link_and_show_stats_mark_the_stale_record() {
         "{out}"
     );
     assert!(
-        env.lab.xdp_mode("tp1").is_some(),
+        env.lab.check_mode("tp1").is_some(),
         "no program on the new tp1"
     );
     // The binding is not carried over (vnetN names are reused across VMs):
@@ -785,7 +785,7 @@ fn daemon_guard_pattern_fail_closed_then_opened_by_a_binding() {
                 && e["bound"] == false
                 && e["guarded"] == true
                 && e["status"] == "guarded-unbound"
-        }) && env.lab.xdp_mode(name).is_some()
+        }) && env.lab.check_mode(name).is_some()
     };
     assert!(
         eventually(30, || guarded("gv4") && guarded("tg1")),

@@ -222,7 +222,7 @@ fn apply_dry_run_and_prune_with_real_traffic() {
         !ops.lab.pin_dir.join("maps").exists(),
         "dry run created state"
     );
-    assert_eq!(ops.lab.xdp_mode("vm1"), None);
+    assert_eq!(ops.lab.check_mode("vm1"), None);
     assert!(ops.audit_lines().is_empty(), "dry run wrote the audit log");
 
     ops.apply(&file, &[]);
@@ -336,7 +336,7 @@ fn apply_dry_run_and_prune_with_real_traffic() {
     );
     ops.apply(&file2, &["--prune"]);
     assert!(cli::entry(&ops.show(), "vm3").is_none());
-    assert_eq!(ops.lab.xdp_mode("vm3"), None);
+    assert_eq!(ops.lab.check_mode("vm3"), None);
     // vm3 is no longer filtered at all: even its spoofed frames pass.
     assert_eq!(deliver(c, a, &[udp_frame(c.mac(), SPOOF, a)]), 1);
 
@@ -361,7 +361,7 @@ fn apply_dry_run_and_prune_with_real_traffic() {
         (e["bound"].clone(), e["attached"].clone()),
         (true.into(), false.into())
     );
-    assert_eq!(ops.lab.xdp_mode("vm2"), None);
+    assert_eq!(ops.lab.check_mode("vm2"), None);
     // And back.
     assert!(ops
         .apply(&file2, &["--dry-run"])
@@ -808,7 +808,7 @@ fn layout_version_mismatch_is_refused() {
     }
     // Nothing changed: same program, vm2 not attached, enforcement as before.
     assert_eq!(ops.prog_id("vm1"), id);
-    assert_eq!(ops.lab.xdp_mode("vm2"), None);
+    assert_eq!(ops.lab.check_mode("vm2"), None);
     assert_eq!(deliver(a, b, &[udp_frame(a.mac(), SPOOF, b)]), 0);
     assert_eq!(deliver(a, b, &[udp_frame(a.mac(), a.ip4(), b)]), 1);
     assert_eq!(set_version(filter_common::LAYOUT_VERSION), 999);

@@ -1,7 +1,7 @@
-//! Real tenant traffic (issue 14): which XDP mode `attach --mode auto` picks
-//! per device kind, tap ports whose "VM" writes frames behind a virtio-net
-//! header (GSO frames included), and real TCP with BIG TCP super-frames in
-//! every attach mode.
+//! Real tenant traffic (issue 14): which hook and mode `attach --mode auto`
+//! picks per device kind, tc mode on paged skbs, tap ports whose "VM" writes
+//! frames behind a virtio-net header (GSO frames included), and real TCP with
+//! BIG TCP super-frames in every attach mode.
 //!
 //! Needs root (namespaces, XDP) and tcpdump. Run through `cargo xtask test`.
 use std::{
@@ -13,7 +13,7 @@ use portguard_tests::{
     bigtcp,
     cli::{self, assert_deltas, PortCounters},
     frames::{self as f, Mac},
-    netns::{run_in, Capture, Lab, Vm, VmSpec},
+    netns::{frame_matches, must_in, run_in, send_paged, Capture, Lab, Vm, VmSpec},
     proc::{eventually, need_tool, Proc, TmpDir},
     tap::{tcp_gso_frame, TapPort, TcpFlow, VnetHdr},
 };
@@ -61,17 +61,35 @@ fn auto_mode_picks_by_device_kind() {
     let tap = TapPort::add(&lab, "tap1", TAP_MAC);
     assert!(vm_tso_on(a), "TSO off on {} before attach", a.iface);
 
-    // veth: generic (native would clear TSO on the VM side).
+    // veth: tc (native XDP would clear TSO on the VM side, generic XDP
+    // copies every TCP super-frame).
     let out = cli::stdout(&lab.pg_ok(&["attach", &a.host_if]));
     assert!(
-        out.contains("generic mode") && out.contains("veth"),
+        out.contains("tc mode") && out.contains("veth"),
         "attach message: {out}"
     );
-    assert_eq!(lab.xdp_mode(&a.host_if).as_deref(), Some("generic"));
+    assert_eq!(lab.xdp_mode(&a.host_if), None, "tc mode attached XDP");
+    // The checks alone on tcx ingress: they police metadata VLAN tags too.
+    assert_eq!(lab.tcx_ingress(&a.host_if), ["portguard_skb"]);
     let e = show_entry(&lab, &a.host_if);
-    assert_eq!(e["attach_mode"], "generic", "{e}");
+    assert_eq!(e["attach_mode"], "tc", "{e}");
     assert_eq!(e["attach_reason"], "auto_veth", "{e}");
     assert!(vm_tso_on(a), "auto attach cleared TSO on {}", a.iface);
+    // A re-attach in the other hook's mode switches over (the new link is
+    // attached before the old one goes), and back.
+    let out = cli::stdout(&lab.pg_ok(&["attach", &a.host_if, "--mode", "generic"]));
+    assert!(out.contains("generic mode"), "{out}");
+    assert_eq!(lab.xdp_mode(&a.host_if).as_deref(), Some("generic"));
+    assert_eq!(lab.tcx_ingress(&a.host_if), ["portguard_vlan"]);
+    assert_eq!(show_entry(&lab, &a.host_if)["attach_mode"], "generic");
+    lab.pg_ok(&["attach", &a.host_if]);
+    assert_eq!(
+        lab.xdp_mode(&a.host_if),
+        None,
+        "the generic XDP link stayed"
+    );
+    assert_eq!(lab.tcx_ingress(&a.host_if), ["portguard_skb"]);
+    assert_eq!(show_entry(&lab, &a.host_if)["attach_mode"], "tc");
 
     // tap (tun driver): native.
     let out = cli::stdout(&lab.pg_ok(&["attach", &tap.name]));
@@ -116,9 +134,54 @@ fn auto_mode_picks_by_device_kind() {
             .unwrap_or_else(|| panic!("{i} not in:\n{table}"))
             .to_string()
     };
-    assert!(row(&a.host_if).contains("generic (auto: veth"), "{table}");
+    assert!(row(&a.host_if).contains("tc (auto: veth"), "{table}");
     assert!(row(&tap.name).contains("native (auto: tap"), "{table}");
     assert!(row(&b.host_if).contains("generic (requested"), "{table}");
+}
+
+// ------------------------------------------------------------------ tc mode
+
+/// tc mode reaches only an skb's linear part directly. Frames whose headers
+/// lie in page fragments (a packet socket asking for a 14-byte linear part)
+/// must get the verdict of the whole frame: legit ones pass, a spoofed one
+/// is dropped for its real reason, none as `malformed`.
+#[test]
+fn tc_mode_judges_paged_headers() {
+    let lab = Lab::new(2);
+    let (a, b) = (lab.vm(1), lab.vm(2));
+    // Jumbo MTU: a packet socket sends a frame of a page or more (the size
+    // at which it builds a paged skb) only under the MTU.
+    for (ns, dev) in [
+        (&a.ns, &a.iface),
+        (&lab.host, &a.host_if),
+        (&lab.host, &b.host_if),
+        (&b.ns, &b.iface),
+    ] {
+        must_in(ns, &["ip", "link", "set", dev, "mtu", "9000"]);
+    }
+    lab.pg_ok(&["attach", &a.host_if, "--mode", "tc"]);
+    bind(&lab, &a.host_if, a.mac(), &[a.ip4().to_string()]);
+    let legit = udp4_frame(a.mac(), a.ip4(), b, 5000);
+    let spoof = udp4_frame(a.mac(), Ipv4Addr::new(192, 0, 2, 66), b, 5000);
+    let before = lab.counters(a);
+    let cap = b.capture();
+    send_paged(
+        &a.ns,
+        &a.iface,
+        &[legit.clone(), spoof.clone(), legit.clone()],
+        14,
+    )
+    .expect("paged send");
+    let got = cap.finish_after(Duration::from_millis(500));
+    let after = lab.counters(a);
+    assert_deltas("paged frames", &before, &after, None, &[("ipv4_spoof", 1)]);
+    assert!(
+        after.passed.0 - before.passed.0 >= 2,
+        "{before:?} {after:?}"
+    );
+    let n = |want: &[u8]| got.iter().filter(|g| frame_matches(g, want)).count();
+    assert_eq!(n(&legit), 2, "legit paged frames delivered");
+    assert_eq!(n(&spoof), 0, "spoofed paged frame delivered");
 }
 
 // ------------------------------------------------------------------ tap ports
@@ -378,9 +441,12 @@ fn big_tcp(mode: &str) {
     let supers_expected = vm_tso_on(a);
     assert_eq!(
         supers_expected,
-        lab.xdp_mode(&a.host_if).as_deref() == Some("generic"),
+        lab.xdp_mode(&a.host_if).as_deref() != Some("native"),
         "{mode}: TSO on the VM side"
     );
+    if mode == "auto" {
+        assert_eq!(show_entry(&lab, &a.host_if)["attach_mode"], "tc");
+    }
     let before: Vec<PortCounters> = [a, b].iter().map(|vm| lab.counters(vm)).collect();
     let tmp = TmpDir::new(&lab, "tcpdump");
     for (family, dst) in [("ip6", IpAddr::V6(b.ip6())), ("ip", IpAddr::V4(b.ip4()))] {
@@ -418,6 +484,7 @@ fn big_tcp_native() {
     big_tcp("native");
 }
 
+/// auto = tc on a veth.
 #[test]
 fn big_tcp_auto() {
     big_tcp("auto");
