@@ -4,11 +4,15 @@
 //! Layout:
 //! ```text
 //! <pin-dir>/maps/{PORTS,PORT_INDEX,CONFIGS,V4_ADDRS,V6_ADDRS,V4_PREFIXES,V6_PREFIXES,
-//!                  ADDR_INDEX,STATS,RATE,EVENTS,META}
-//! <pin-dir>/prog             the last loaded program
+//!                  ADDR_INDEX,STATS,RATE,EVENTS,SKB_RETRY,META}
+//! <pin-dir>/prog             the last loaded XDP program
+//! <pin-dir>/prog-skb         the last loaded tc program of the checks (`--mode tc`)
 //! <pin-dir>/prog-tc          the last loaded tc VLAN program (docs/vlan-offload.md)
-//! <pin-dir>/links/<iface>    the bpf_link attaching the program to <iface>
+//! <pin-dir>/links/<iface>    the bpf_link attaching the checks to <iface>: an
+//!                            XDP link, or a tcx link in tc mode
 //! <pin-dir>/links-tc/<iface> the tcx link attaching the tc VLAN program to <iface>
+//!                            (XDP modes only)
+//! <pin-dir>/links-new/       a new link's pin before it is renamed over links/<iface>
 //! ```
 //! A rebind is atomic for the data path: new address entries are written
 //! under the next generation, the new record (which names that generation)

@@ -443,8 +443,16 @@ impl Lab {
     /// Names of the programs on `iface`'s tcx ingress chain, first to last
     /// (BPF_PROG_QUERY in the host netns; empty when none or no such interface).
     pub fn tcx_ingress(&self, iface: &str) -> Vec<String> {
+        self.tcx_ingress_progs(iface)
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect()
+    }
+
+    /// (id, name) of the programs on `iface`'s tcx ingress chain.
+    pub fn tcx_ingress_progs(&self, iface: &str) -> Vec<(u32, String)> {
         let (ns, iface) = (self.host.clone(), iface.to_string());
-        thread::spawn(move || -> Vec<String> {
+        thread::spawn(move || -> Vec<(u32, String)> {
             if enter_netns(&ns).is_err() {
                 return Vec::new();
             }
@@ -452,7 +460,7 @@ impl Lab {
             match SchedClassifier::query_tcx(&iface, TcAttachType::Ingress) {
                 Ok((_, progs)) => progs
                     .iter()
-                    .map(|p| p.name_as_str().unwrap_or("?").to_string())
+                    .map(|p| (p.id(), p.name_as_str().unwrap_or("?").to_string()))
                     .collect(),
                 Err(_) => Vec::new(),
             }

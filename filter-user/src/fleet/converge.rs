@@ -33,7 +33,7 @@ pub struct PortOutcome {
     pub state: PortState,
     pub message: Option<String>,
     pub ifindex: u32,
-    /// "native", "generic" or None when not attached.
+    /// "native", "generic", "tc" or None when not attached.
     pub attach_mode: Option<String>,
 }
 

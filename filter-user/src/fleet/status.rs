@@ -15,7 +15,7 @@ pub struct PortStatus {
     pub iface: String,
     #[serde(default)]
     pub ifindex: u32,
-    /// "native", "generic", or null when not attached.
+    /// "native", "generic", "tc", or null when not attached.
     #[serde(default)]
     pub attach_mode: Option<String>,
 }

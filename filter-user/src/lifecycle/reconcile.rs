@@ -311,6 +311,7 @@ impl Reconciler {
                 // costs ~0.1-0.5 s); a failure shows again at attach time.
                 let _ = p.program();
                 let _ = p.vlan_program();
+                let _ = p.skb_program();
                 (maps_ino(&dir).unwrap_or(0), p)
             }
         };

@@ -504,9 +504,12 @@ pub fn plan_against(
 pub fn plan_port(current: Option<&PortInfo>, links: &Path, port: &Port, ifindex: u32) -> PortPlan {
     let pin = link_pin(links, &port.iface, ifindex);
     let recorded = current.is_some_and(|i| i.attach_mode != 0);
-    // Without its tc VLAN link (pinned by an older build) it needs a re-attach.
-    let was_attached =
-        recorded && pin == LinkPin::Ours && attach::tc_link_path_for(links, &port.iface).exists();
+    // In XDP mode, without its tc VLAN link (pinned by an older build) it
+    // needs a re-attach; tc mode has no VLAN link.
+    let tc_mode = current.is_some_and(|i| i.attach_mode == filter_common::ATTACH_TC);
+    let was_attached = recorded
+        && pin == LinkPin::Ours
+        && (tc_mode || attach::tc_link_path_for(links, &port.iface).exists());
     let before = current.and_then(|i| i.binding.as_ref().map(|b| (i.ifname.as_str(), b)));
     let mut steps = Vec::new();
     match before {

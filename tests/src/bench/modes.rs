@@ -1,5 +1,5 @@
 //! Attach modes compared (`cargo run -p portguard-tests --bin modes`): what
-//! `--mode native` and `--mode generic` cost a tenant's TCP and what they
+//! `--mode native`, `--mode generic` and `--mode tc` cost a tenant's TCP and what they
 //! cost per dropped flood frame, on a veth and on a tap. docs/bench.md,
 //! "Attach modes", has the figures and how `auto` follows from them.
 //!
@@ -28,7 +28,7 @@ use crate::{
     tap::{tcp_gso_frame, TapPort, TcpFlow, VnetHdr},
 };
 
-const MODES: [&str; 3] = ["unfiltered", "native", "generic"];
+const MODES: [&str; 4] = ["unfiltered", "native", "generic", "tc"];
 const TAP_MAC: Mac = [0x02, 0, 0, 0, 0, 0x0a];
 const TAP_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const NOBODY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 250);

@@ -576,15 +576,21 @@ fn tier_d_markdown(s: &mut String, d: &super::tier_d::TierD) {
         for (k, _) in CASES {
             let _ = write!(s, " {k} |");
         }
-        let _ = writeln!(s, " default / unfiltered | native / unfiltered | generic / unfiltered | nft / unfiltered |");
-        let _ = writeln!(s, "|---|{}", "---|".repeat(CASES.len() + 4));
+        let _ = writeln!(s, " default / unfiltered | native / unfiltered | generic / unfiltered | tc / unfiltered | nft / unfiltered |");
+        let _ = writeln!(s, "|---|{}", "---|".repeat(CASES.len() + 5));
         for (test, sums) in &t.tests {
             let what = TESTS.iter().find(|x| x.0 == *test).map_or("", |x| x.1);
             let _ = write!(s, "| {test} ({what}) |");
             for v in sums {
                 let _ = write!(s, " {} |", v.show(2));
             }
-            for c in ["pg_default", "pg_native", "pg_generic", "nft_bridge"] {
+            for c in [
+                "pg_default",
+                "pg_native",
+                "pg_generic",
+                "pg_tc",
+                "nft_bridge",
+            ] {
                 let r = t
                     .ratio(test, c)
                     .map(|r| r.show(2))
@@ -772,7 +778,7 @@ fn tier_d_groups(r: &Results) -> Vec<(String, Vec<f64>)> {
 
 fn draw_tier_d(root: &Area, groups: &[(String, Vec<f64>)]) -> Result<()> {
     use plotters::prelude::*;
-    let colors = [BLUE, RGBColor(0, 0, 120), CYAN, MAGENTA];
+    let colors = [BLUE, RGBColor(0, 0, 120), CYAN, GREEN, MAGENTA];
     let ymax = groups
         .iter()
         .flat_map(|g| g.1.iter().copied())

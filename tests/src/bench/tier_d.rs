@@ -23,11 +23,12 @@ use super::{
 };
 
 /// (key, what).
-pub const CASES: [(&str, &str); 5] = [
+pub const CASES: [(&str, &str); 6] = [
     ("unfiltered", "no filter on the sender's port"),
     ("pg_default", "portguard, `attach` without --mode"),
     ("pg_native", "portguard, `attach --mode native`"),
     ("pg_generic", "portguard, `attach --mode generic`"),
+    ("pg_tc", "portguard, `attach --mode tc`"),
     (
         "nft_bridge",
         "nftables bridge prerouting set filter (same MAC/IPv4/IPv6 binding)",
@@ -433,6 +434,9 @@ impl Lab {
             "pg_generic" => {
                 self.pg(&["attach", PORT, "--mode", "generic"])?;
             }
+            "pg_tc" => {
+                self.pg(&["attach", PORT, "--mode", "tc"])?;
+            }
             "nft_bridge" => {
                 let v4 = ["192.0.2.10".parse()?];
                 let v6 = [
@@ -450,7 +454,7 @@ impl Lab {
     /// counters live as long as the binding).
     fn drops(&self, c: &str) -> Result<u64> {
         match c {
-            "pg_default" | "pg_native" | "pg_generic" => self.pg_drops(),
+            "pg_default" | "pg_native" | "pg_generic" | "pg_tc" => self.pg_drops(),
             "nft_bridge" => nft::counter_total(&self.h.name, "bridge", nft::BRIDGE_TABLE, "pre"),
             _ => Ok(0),
         }
@@ -459,7 +463,7 @@ impl Lab {
     /// Takes case `c` off again.
     fn remove(&self, c: &str) -> Result<()> {
         match c {
-            "pg_default" | "pg_native" | "pg_generic" => {
+            "pg_default" | "pg_native" | "pg_generic" | "pg_tc" => {
                 self.pg(&["detach", PORT])?;
             }
             "nft_bridge" => nft::delete(&self.h.name, "bridge", nft::BRIDGE_TABLE),

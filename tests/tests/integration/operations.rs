@@ -113,7 +113,7 @@ impl Ops {
         cli::counters(&self.lab.host, &self.lab.pin_dir, &vm.host_if)
     }
 
-    /// The id of the XDP program attached to a host-side interface.
+    /// The id of the program judging a host-side interface: XDP, or the tc program in tc mode.
     fn prog_id(&self, iface: &str) -> Option<u64> {
         let o = Command::new("ip")
             .args([
@@ -129,11 +129,20 @@ impl Ops {
             .output()
             .unwrap();
         let v: Value = serde_json::from_slice(&o.stdout).ok()?;
-        let x = v.get(0)?.get("xdp")?;
-        x.get("prog")
-            .and_then(|p| p.get("id"))
-            .or_else(|| x.get("attached")?.get(0)?.get("prog")?.get("id"))
-            .and_then(Value::as_u64)
+        let xdp = v.get(0).and_then(|v| v.get("xdp")).and_then(|x| {
+            x.get("prog")
+                .and_then(|p| p.get("id"))
+                .or_else(|| x.get("attached")?.get(0)?.get("prog")?.get("id"))
+                .and_then(Value::as_u64)
+        });
+        // tc mode (the default on a veth): the checks on tcx ingress.
+        xdp.or_else(|| {
+            self.lab
+                .tcx_ingress_progs(iface)
+                .into_iter()
+                .find(|(_, name)| name == "portguard_skb")
+                .map(|(id, _)| u64::from(id))
+        })
     }
 }
 
