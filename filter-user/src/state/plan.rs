@@ -98,7 +98,8 @@ pub enum Step {
     /// name are severed; remove them so that new ones can be made.
     ReplaceSeveredLink,
     /// Attach the filter. `reattach`: the port was attached, but its tc VLAN
-    /// link is missing (pinned by an older build).
+    /// link is missing (pinned by an older build), or `auto` chose an XDP
+    /// mode on a veth then (it means tc now).
     Attach { reattach: bool },
     /// Remove the binding (an attached port then drops everything).
     Unbind,
@@ -507,8 +508,13 @@ pub fn plan_port(current: Option<&PortInfo>, links: &Path, port: &Port, ifindex:
     // In XDP mode, without its tc VLAN link (pinned by an older build) it
     // needs a re-attach; tc mode has no VLAN link.
     let tc_mode = current.is_some_and(|i| i.attach_mode == filter_common::ATTACH_TC);
+    // A veth that an older portguard's `auto` put in an XDP mode: `auto`
+    // now means tc there, and a re-attach moves it without a gap.
+    let auto_moved = current
+        .is_some_and(|i| i.attach_reason == attach::AttachReason::AutoVeth as u8 && !tc_mode);
     let was_attached = recorded
         && pin == LinkPin::Ours
+        && !auto_moved
         && (tc_mode || attach::tc_link_path_for(links, &port.iface).exists());
     let before = current.and_then(|i| i.binding.as_ref().map(|b| (i.ifname.as_str(), b)));
     let mut steps = Vec::new();

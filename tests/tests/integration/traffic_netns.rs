@@ -184,6 +184,68 @@ fn tc_mode_judges_paged_headers() {
     assert_eq!(n(&spoof), 0, "spoofed paged frame delivered");
 }
 
+/// A veth an older portguard attached by `auto` in generic mode (its record
+/// says `auto_veth`): the next `apply` re-attaches it, which moves it to tc,
+/// with the generic link gone only once the tc one is pinned; then nothing
+/// is left to do.
+#[test]
+fn apply_moves_auto_veths_to_tc() {
+    let lab = Lab::new(2);
+    let (a, b) = (lab.vm(1), lab.vm(2));
+    lab.pg_ok(&["attach", &a.host_if, "--mode", "generic"]);
+    bind(&lab, &a.host_if, a.mac(), &[a.ip4().to_string()]);
+    let ifindex = lab.host_ifindex(&a.host_if).expect("ifindex");
+    let mut p = portguard::pinned::Pinned::open(&lab.pin_dir).expect("open pins");
+    p.set_attach_reason(ifindex, portguard::attach::AttachReason::AutoVeth as u8)
+        .expect("record an older auto choice");
+    drop(p);
+    let tmp = TmpDir::new(&lab, "state");
+    let file = tmp.path("portguard.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[port]]\niface = {:?}\nmac = \"{}\"\nips = [\"{}\"]\n",
+            a.host_if,
+            f::mac_str(&a.mac()),
+            a.ip4()
+        ),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let out = cli::stdout(&lab.pg_ok(&["apply", "-f", file]));
+    assert!(out.contains("re-attach"), "{out}");
+    assert_eq!(lab.xdp_mode(&a.host_if), None, "{out}");
+    assert_eq!(lab.tcx_ingress(&a.host_if), ["portguard_skb"]);
+    let e = show_entry(&lab, &a.host_if);
+    assert_eq!(
+        (&e["attach_mode"], &e["attach_reason"]),
+        (&"tc".into(), &"auto_veth".into()),
+        "{e}"
+    );
+    let out = cli::stdout(&lab.pg_ok(&["apply", "-f", file]));
+    assert!(out.contains("nothing to do"), "{out}");
+    // Enforcing all along: a spoofed frame is dropped, a legit one is not.
+    let before = lab.counters(a);
+    a.send(&[
+        udp4_frame(a.mac(), a.ip4(), b, 64),
+        udp4_frame(a.mac(), Ipv4Addr::new(192, 0, 2, 66), b, 64),
+    ]);
+    assert!(
+        eventually(5, || lab.counters(a).dropped("ipv4_spoof")
+            > before.dropped("ipv4_spoof")),
+        "spoofed frame not dropped after the move"
+    );
+    let after = lab.counters(a);
+    assert_deltas(
+        "after the move",
+        &before,
+        &after,
+        None,
+        &[("ipv4_spoof", 1)],
+    );
+    assert!(after.passed.0 > before.passed.0, "{before:?} {after:?}");
+}
+
 // ------------------------------------------------------------------ tap ports
 
 /// TCP payload bytes of flow `dport` in `frames` (whole GSO frames or segments).
