@@ -57,3 +57,19 @@ pub fn run_skb(prog: &SchedClassifier, frame: &[u8]) -> Result<u32> {
         .context("BPF_PROG_TEST_RUN")?;
     Ok(r.return_value)
 }
+
+/// [`run_skb`] `repeat` times; returns (tc action, average duration per run).
+pub fn time_skb(
+    prog: &SchedClassifier,
+    frame: &[u8],
+    repeat: u32,
+) -> Result<(u32, std::time::Duration)> {
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..Default::default()
+        })
+        .context("BPF_PROG_TEST_RUN")?;
+    Ok((r.return_value, r.duration))
+}

@@ -20,7 +20,7 @@ use filter_common::RateCfg;
 use serde_json::{json, Value};
 
 use super::{
-    progs::{self, Instance},
+    progs::{self, Instance, Prog},
     stats::Summary,
     Opts,
 };
@@ -265,14 +265,21 @@ pub fn run(o: &Opts, dummy: u32) -> Result<Profile> {
             let i = (k + round) % n;
             if i == variants.len() {
                 floor.push(
-                    progs::plain_precise(inst.floor("noop_pass")?, 1, &variants[4].3, o.a_repeat)?
-                        .cpu_ns,
+                    progs::plain_precise(
+                        Prog::Xdp(inst.floor("noop_pass")?),
+                        1,
+                        &variants[4].3,
+                        o.a_repeat,
+                    )?
+                    .cpu_ns,
                 );
                 continue;
             }
             let v = &variants[i];
             set(&mut inst, v.4)?;
-            out[i].push(progs::plain_precise(inst.portguard()?, v.2, &v.3, o.a_repeat)?.cpu_ns);
+            out[i].push(
+                progs::plain_precise(Prog::Xdp(inst.portguard()?), v.2, &v.3, o.a_repeat)?.cpu_ns,
+            );
         }
     }
     // The same legit frame on a port with one address more than fits in the
@@ -289,11 +296,18 @@ pub fn run(o: &Opts, dummy: u32) -> Result<Profile> {
     let mut map_s = Summary::new();
     let mut inline_s = Summary::new();
     for _ in 0..o.rounds {
-        let t = progs::plain_precise(mapped.portguard()?, 1, &variants[4].3, o.a_repeat)?;
+        let t = progs::plain_precise(
+            Prog::Xdp(mapped.portguard()?),
+            1,
+            &variants[4].3,
+            o.a_repeat,
+        )?;
         progs::expect("legit_v4_map", t.action, progs::XDP_PASS)?;
         map_s.push(t.cpu_ns);
-        inline_s
-            .push(progs::plain_precise(inst.portguard()?, 1, &variants[4].3, o.a_repeat)?.cpu_ns);
+        inline_s.push(
+            progs::plain_precise(Prog::Xdp(inst.portguard()?), 1, &variants[4].3, o.a_repeat)?
+                .cpu_ns,
+        );
     }
     let prog = prog_info(&mut inst);
     let mut variants: Vec<(&'static str, &'static str, Summary)> = variants

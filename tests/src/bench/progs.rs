@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
+    programs::{SchedClassifier, TestRun, TestRunAttrs, TestRunOptions, Xdp},
     Ebpf, EbpfLoader,
 };
 use portguard::{
@@ -179,6 +179,11 @@ impl Instance {
                 .try_into()?;
             p.load().with_context(|| format!("loading {name}"))?;
         }
+        let p: &mut SchedClassifier = floors
+            .program_mut("noop_tc")
+            .ok_or_else(|| anyhow!("the object has no program noop_tc"))?
+            .try_into()?;
+        p.load().context("loading noop_tc")?;
         Ok(Instance {
             pinned,
             floors,
@@ -197,6 +202,28 @@ impl Instance {
             .ok_or_else(|| anyhow!("no program {name}"))?;
         Ok(p.try_into()?)
     }
+
+    /// portguard's tc program (`--mode tc`).
+    pub fn portguard_tc(&mut self) -> Result<&SchedClassifier> {
+        Ok(&*self.pinned.skb_program()?)
+    }
+
+    /// The tc floor, `noop_tc` (returns "next").
+    pub fn tc_floor(&self) -> Result<&SchedClassifier> {
+        let p = self
+            .floors
+            .program("noop_tc")
+            .ok_or_else(|| anyhow!("no program noop_tc"))?;
+        Ok(p.try_into()?)
+    }
+}
+
+/// A program to time: XDP (run on `ifindex`) or tc (run on lo, the skb
+/// test run's own device).
+#[derive(Clone, Copy)]
+pub enum Prog<'a> {
+    Xdp(&'a Xdp),
+    Tc(&'a SchedClassifier),
 }
 
 /// Plain BPF_PROG_TEST_RUN of one frame `repeat` times on `ifindex`:
@@ -221,11 +248,17 @@ pub struct Timed {
     pub wall_ns: f64,
 }
 
-/// [`plain`] timed by the kernel, the thread CPU clock and the wall clock.
-pub fn plain_precise(prog: &Xdp, ifindex: u32, frame: &[u8], repeat: u32) -> Result<Timed> {
+/// [`plain`] (or its tc twin) timed by the kernel, the thread CPU clock and the wall clock.
+pub fn plain_precise(prog: Prog, ifindex: u32, frame: &[u8], repeat: u32) -> Result<Timed> {
     let c0 = thread_cpu_ns();
     let t = Instant::now();
-    let (action, kernel_ns) = plain(prog, ifindex, frame, repeat)?;
+    let (action, kernel_ns) = match prog {
+        Prog::Xdp(x) => plain(x, ifindex, frame, repeat)?,
+        Prog::Tc(c) => {
+            let (ret, d) = portguard::testrun::time_skb(c, frame, repeat)?;
+            (ret, d.as_nanos() as f64)
+        }
+    };
     let wall = t.elapsed().as_nanos() as f64;
     let cpu = thread_cpu_ns().saturating_sub(c0) as f64;
     Ok(Timed {

@@ -80,6 +80,12 @@ fn figures(r: &Results) -> Vec<Figure> {
             value: a.map(|a| a.ratio("legit_v6").clone()),
         },
         Figure {
+            key: "legit_tc_over_noop_tc",
+            what: "Tier A: legit IPv4 through the tc program (--mode tc) / no-op tc program",
+            target: None,
+            value: a.map(|a| a.ratio("legit_v4_tc").clone()),
+        },
+        Figure {
             key: "b1_over_b0",
             what: "Tier B, IPv4, 1 binding: portguard drop / no-op drop (live frames)",
             target: Some(("<= 1.3", 1.3, true)),

@@ -11,7 +11,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::{
-    progs::{self, Instance, XDP_DROP, XDP_PASS},
+    progs::{self, Instance, Prog, XDP_DROP, XDP_PASS},
     stats::Summary,
     Opts,
 };
@@ -22,6 +22,8 @@ pub struct Case {
     pub frame: Vec<u8>,
     /// None: a floor program of that name; Some(action): portguard, expected action.
     pub floor: Option<&'static str>,
+    /// Run through the tc programs (`noop_tc`, portguard's `--mode tc` one), not XDP.
+    pub tc: bool,
     pub action: u32,
     /// Which floor it is compared with.
     pub vs: &'static str,
@@ -130,6 +132,7 @@ fn cases() -> Vec<Case> {
             floor: Some("noop_pass"),
             action: XDP_PASS,
             vs: "noop_pass",
+            tc: false,
         },
         Case {
             name: "noop_drop",
@@ -138,6 +141,7 @@ fn cases() -> Vec<Case> {
             floor: Some("noop_drop"),
             action: XDP_DROP,
             vs: "noop_drop",
+            tc: false,
         },
         Case {
             name: "legit_v4",
@@ -146,6 +150,7 @@ fn cases() -> Vec<Case> {
             floor: None,
             action: XDP_PASS,
             vs: "noop_pass",
+            tc: false,
         },
         Case {
             name: "spoof_v4",
@@ -154,6 +159,7 @@ fn cases() -> Vec<Case> {
             floor: None,
             action: XDP_DROP,
             vs: "noop_drop",
+            tc: false,
         },
         Case {
             name: "arp",
@@ -162,6 +168,7 @@ fn cases() -> Vec<Case> {
             floor: None,
             action: XDP_PASS,
             vs: "noop_pass",
+            tc: false,
         },
         Case {
             name: "legit_v6",
@@ -170,6 +177,7 @@ fn cases() -> Vec<Case> {
             floor: None,
             action: XDP_PASS,
             vs: "noop_pass",
+            tc: false,
         },
         Case {
             name: "spoof_v6",
@@ -178,8 +186,48 @@ fn cases() -> Vec<Case> {
             floor: None,
             action: XDP_DROP,
             vs: "noop_drop",
+            tc: false,
+        },
+        Case {
+            name: "noop_tc",
+            what: "floor: tc program returning \"next\" (skb test run)",
+            frame: progs::udp_frame(IpAddr::V4(progs::V4_BOUND)),
+            floor: Some("noop_tc"),
+            action: TC_ACT_UNSPEC,
+            vs: "noop_tc",
+            tc: true,
+        },
+        Case {
+            name: "legit_v4_tc",
+            what: "portguard --mode tc, bound IPv4/UDP frame (passes)",
+            frame: progs::udp_frame(IpAddr::V4(progs::V4_BOUND)),
+            floor: None,
+            action: TC_ACT_UNSPEC,
+            vs: "noop_tc",
+            tc: true,
+        },
+        Case {
+            name: "legit_v6_tc",
+            what: "portguard --mode tc, bound IPv6/UDP frame (passes)",
+            frame: progs::udp_frame(v6_bound),
+            floor: None,
+            action: TC_ACT_UNSPEC,
+            vs: "noop_tc",
+            tc: true,
         },
     ]
+}
+
+/// tc's "next" (`TC_ACT_UNSPEC`, -1) as the test run returns it.
+const TC_ACT_UNSPEC: u32 = u32::MAX;
+
+fn prog<'a>(inst: &'a mut Instance, c: &Case) -> Result<Prog<'a>> {
+    Ok(match (c.tc, c.floor) {
+        (false, Some(f)) => Prog::Xdp(inst.floor(f)?),
+        (false, None) => Prog::Xdp(inst.portguard()?),
+        (true, Some(_)) => Prog::Tc(inst.tc_floor()?),
+        (true, None) => Prog::Tc(inst.portguard_tc()?),
+    })
 }
 
 /// Runs inside a thread that is in the bench netns (ifindex 1 = its lo) and pinned.
@@ -197,23 +245,15 @@ pub fn run(o: &Opts) -> Result<TierA> {
 
     // Check actions once, and warm up.
     for c in &cases {
-        let prog = match c.floor {
-            Some(f) => inst.floor(f)?,
-            None => inst.portguard()?,
-        };
-        let (ret, _) = progs::plain(prog, 1, &c.frame, o.a_repeat / 4)?;
-        progs::expect(c.name, ret, c.action)?;
+        let t = progs::plain_precise(prog(&mut inst, c)?, 1, &c.frame, o.a_repeat / 4)?;
+        progs::expect(c.name, t.action, c.action)?;
     }
     for round in 0..o.rounds {
         // Rotate the order each round so no case always runs first.
         for k in 0..cases.len() {
             let i = (k + round) % cases.len();
             let c = &cases[i];
-            let prog = match c.floor {
-                Some(f) => inst.floor(f)?,
-                None => inst.portguard()?,
-            };
-            let t = progs::plain_precise(prog, 1, &c.frame, o.a_repeat)?;
+            let t = progs::plain_precise(prog(&mut inst, c)?, 1, &c.frame, o.a_repeat)?;
             ns[i].push(t.cpu_ns);
             kernel[i].push(t.kernel_ns);
             wall[i].push(t.wall_ns);
