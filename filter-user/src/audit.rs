@@ -101,14 +101,32 @@ impl AuditLog {
     /// fsyncs the file (and the directory when the file was just created).
     /// Creates the directory (mode 0750) and the file (mode 0640) if missing.
     pub fn record(&self, e: &AuditEntry) -> Result<()> {
-        let line = e.to_json(Utc::now(), &Who::current());
-        self.append(&line)
+        self.record_all(std::slice::from_ref(e))
+    }
+
+    /// Appends every entry, in order, with one write and one fsync: a batch
+    /// of changes (an agent's sync of thousands of ports) costs one fsync,
+    /// not one per port. Nothing to write: nothing done.
+    pub fn record_all(&self, entries: &[AuditEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (now, who) = (Utc::now(), Who::current());
+        let lines: Vec<Value> = entries.iter().map(|e| e.to_json(now, &who)).collect();
+        self.append_all(&lines)
     }
 
     /// Appends an already complete JSON object (used by `record` and tests).
     pub fn append(&self, line: &Value) -> Result<()> {
-        let mut text = serde_json::to_string(line)?;
-        text.push('\n');
+        self.append_all(std::slice::from_ref(line))
+    }
+
+    fn append_all(&self, lines: &[Value]) -> Result<()> {
+        let mut text = String::new();
+        for line in lines {
+            text.push_str(&serde_json::to_string(line)?);
+            text.push('\n');
+        }
         let (f, created) = crate::logfile::open_append(&self.path)
             .with_context(|| format!("cannot open audit log {}", self.path.display()))?;
         // Released when `f` is closed, after the fsync.

@@ -127,6 +127,11 @@ impl Host {
         self.r.on_event(ev).map_err(cerr)
     }
 
+    /// Verifies the programs in the background, ahead of the first attach.
+    pub fn warm_up(&mut self) {
+        self.r.warm_up();
+    }
+
     /// Link events were lost: re-read every link.
     pub fn resync(&mut self) -> Result<(), ConvergeError> {
         self.r.resync().map(|_| ()).map_err(cerr)
