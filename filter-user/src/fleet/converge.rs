@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::one_line,
     lifecycle::{reconcile, LinkEvent, Options, Reconciler},
-    state::{self, Port, State},
+    state::{Port, State},
 };
 
 /// Where a port is, as its status key reports it.
@@ -75,7 +75,6 @@ impl Host {
         pin_dir: &std::path::Path,
         audit_log: &std::path::Path,
     ) -> Result<Host, ConvergeError> {
-        drop(state::open_locked(pin_dir).map_err(cerr)?);
         let changes = Arc::new(AtomicU64::new(0));
         let c = changes.clone();
         let r = Reconciler::new(
@@ -92,7 +91,10 @@ impl Host {
                 eprintln!("portguard agent: {line}");
             },
         );
-        Ok(Host { r, changes })
+        let mut host = Host { r, changes };
+        // Kept open for the first convergence (the object is parsed once).
+        host.r.open().map_err(cerr)?;
+        Ok(host)
     }
 
     /// Ports changed in the kernel so far.

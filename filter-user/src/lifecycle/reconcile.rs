@@ -286,6 +286,12 @@ impl Reconciler {
         self.with(|r, p| r.full(p))
     }
 
+    /// Opens the pinned state now, creating the pin directory and maps on
+    /// first use (under the pin-dir lock, as every change).
+    pub fn open(&mut self) -> Result<()> {
+        self.with(|_, _| Ok(()))
+    }
+
     /// Loads (verifies) the programs on a thread of their own, so that
     /// neither a convergence that attaches nothing (a sync or relist of
     /// bound ports) nor, mostly, the first interface to attach waits for the
