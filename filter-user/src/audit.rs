@@ -101,32 +101,28 @@ impl AuditLog {
     /// fsyncs the file (and the directory when the file was just created).
     /// Creates the directory (mode 0750) and the file (mode 0640) if missing.
     pub fn record(&self, e: &AuditEntry) -> Result<()> {
-        self.record_all(std::slice::from_ref(e))
+        let mut b = AuditBatch::default();
+        b.push(e)?;
+        self.write(&b)
     }
 
-    /// Appends every entry, in order, with one write and one fsync: a batch
-    /// of changes (an agent's sync of thousands of ports) costs one fsync,
-    /// not one per port. Nothing to write: nothing done.
-    pub fn record_all(&self, entries: &[AuditEntry]) -> Result<()> {
-        if entries.is_empty() {
+    /// Appends a batch's lines, in order, with one write and one fsync (as
+    /// [`AuditLog::record`] does for one). Nothing to write: nothing done.
+    pub fn write(&self, b: &AuditBatch) -> Result<()> {
+        if b.is_empty() {
             return Ok(());
         }
-        let (now, who) = (Utc::now(), Who::current());
-        let lines: Vec<Value> = entries.iter().map(|e| e.to_json(now, &who)).collect();
-        self.append_all(&lines)
+        self.append_text(&b.text)
     }
 
-    /// Appends an already complete JSON object (used by `record` and tests).
+    /// Appends an already complete JSON object (used by tests).
     pub fn append(&self, line: &Value) -> Result<()> {
-        self.append_all(std::slice::from_ref(line))
+        let mut text = serde_json::to_string(line)?;
+        text.push('\n');
+        self.append_text(&text)
     }
 
-    fn append_all(&self, lines: &[Value]) -> Result<()> {
-        let mut text = String::new();
-        for line in lines {
-            text.push_str(&serde_json::to_string(line)?);
-            text.push('\n');
-        }
+    fn append_text(&self, text: &str) -> Result<()> {
         let (f, created) = crate::logfile::open_append(&self.path)
             .with_context(|| format!("cannot open audit log {}", self.path.display()))?;
         // Released when `f` is closed, after the fsync.
@@ -143,6 +139,36 @@ impl AuditLog {
             }
         }
         Ok(())
+    }
+}
+
+/// Changes of one batch (a plan of thousands of ports), each line stamped
+/// and serialized when it is pushed, written together by [`AuditLog::write`]:
+/// one write and one fsync for the batch, not one per port.
+#[derive(Debug, Default)]
+pub struct AuditBatch {
+    text: String,
+    lines: usize,
+    who: Option<Who>,
+}
+
+impl AuditBatch {
+    pub fn push(&mut self, e: &AuditEntry) -> Result<()> {
+        let who = self.who.get_or_insert_with(Who::current);
+        self.text
+            .push_str(&serde_json::to_string(&e.to_json(Utc::now(), who))?);
+        self.text.push('\n');
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Lines pushed.
+    pub fn len(&self) -> usize {
+        self.lines
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0
     }
 }
 
@@ -328,6 +354,34 @@ mod tests {
         let t = parse_since("2024-01-01T00:00:00+02:00", now).unwrap();
         assert_eq!(t.to_rfc3339(), "2024-01-01T00:00:00+02:00");
         assert!(parse_since("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn a_batch_is_written_in_order_in_one_append() {
+        let dir = std::env::temp_dir().join(format!("pg-audit-batch-{}", std::process::id()));
+        let path = dir.join("audit.jsonl");
+        let log = AuditLog::new(&path);
+        let mut b = AuditBatch::default();
+        log.write(&b).unwrap();
+        assert!(!path.exists(), "an empty batch writes nothing");
+        for i in 0..3 {
+            let mut e = AuditEntry::new("agent", Some(&format!("vm{i}")));
+            if i == 1 {
+                e.result = Err("binding vm1: no free slot".into());
+            }
+            b.push(&e).unwrap();
+        }
+        assert_eq!(b.len(), 3);
+        log.record(&AuditEntry::new("bind", Some("tap0"))).unwrap();
+        log.write(&b).unwrap();
+        let (all, bad) = read(&path, &Filter::default()).unwrap();
+        assert_eq!(bad, 0);
+        let ifaces: Vec<&str> = all.iter().map(|v| v["iface"].as_str().unwrap()).collect();
+        assert_eq!(ifaces, ["tap0", "vm0", "vm1", "vm2"]);
+        assert_eq!(all[2]["result"], "failed");
+        assert_eq!(all[2]["error"], "binding vm1: no free slot");
+        assert!(all.iter().all(|v| v["ts"].is_string() && v["uid"].is_u64()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

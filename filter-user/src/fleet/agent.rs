@@ -196,7 +196,7 @@ struct Agent {
     /// A complete list has been applied since the start.
     synced_once: bool,
     snapshot_dirty: bool,
-    /// The programs are verified ([`Host::warm_up`], once after the first sync).
+    /// The programs are being verified or are ([`Host::warm_up`], once in sync).
     warm: bool,
     backoff: Backoff,
 }
@@ -319,11 +319,6 @@ impl Agent {
         self.agent.lists += 1;
         let ids: BTreeSet<String> = self.desired.keys().cloned().collect();
         self.converge(&ids, &BTreeSet::new(), true);
-        if !self.warm {
-            // After the first sync (which verified only if it attached).
-            self.host.warm_up();
-            self.warm = true;
-        }
         // What the store has may differ from what we think (another agent
         // run, a restart): read it again before the next write.
         self.written = None;
@@ -572,6 +567,13 @@ impl Agent {
                             if resp.created() {
                                 backoff.reset();
                                 self.agent.in_sync = true;
+                                if !self.warm {
+                                    // In sync first (the first sync verified only if it
+                                    // attached); then the verifier, off this thread.
+                                    let _ = self.flush().await;
+                                    self.host.warm_up();
+                                    self.warm = true;
+                                }
                                 flush_at.get_or_insert(Instant::now());
                             }
                             let header_rev = resp.header().map(|h| h.revision()).unwrap_or(0);

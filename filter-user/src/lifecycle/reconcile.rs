@@ -35,7 +35,7 @@ use super::{
 };
 use crate::{
     attach::{self, RequestedMode},
-    audit::{AuditEntry, AuditLog},
+    audit::{AuditBatch, AuditEntry, AuditLog},
     binding::{attach_mode_name, str_from_fixed},
     bpffs,
     error::one_line,
@@ -295,20 +295,20 @@ impl Reconciler {
     /// Loads (verifies) the programs on a thread of their own, so that
     /// neither a convergence that attaches nothing (a sync or relist of
     /// bound ports) nor, mostly, the first interface to attach waits for the
-    /// verifier (~0.1-0.8 s here). The pinned state is opened here (its
-    /// allocations stay in this thread's heap) and comes back with its
-    /// programs loaded; an attach meanwhile waits for it rather than
-    /// verifying a second time. A failure shows again at attach time.
+    /// verifier (~0.1-0.8 s here): a pinned state opened for it comes back
+    /// with its programs loaded; an attach meanwhile waits for it rather
+    /// than verifying a second time. A failure shows again at attach time.
     pub fn warm_up(&mut self) {
         if self.warming.is_some() {
             return;
         }
+        // Opened here: parsing the object in the thread would leave its
+        // garbage in that thread's own heap arena (~20 MB more resident).
         let dir = self.o.pin_dir.clone();
         let opened = (|| -> Result<(u64, Pinned)> {
             bpffs::ensure(&dir)?;
             let _lock: File = state::lock(&dir)?;
-            let p = Pinned::open(&dir)?;
-            Ok((maps_ino(&dir).unwrap_or(0), p))
+            Ok((maps_ino(&dir).unwrap_or(0), Pinned::open(&dir)?))
         })();
         let (ino, mut p) = match opened {
             Ok(v) => v,
@@ -429,7 +429,8 @@ impl Reconciler {
         }
         let mut failed: Vec<(String, String)> = Vec::new();
         // One audit write (and fsync) for the whole plan, after it ran.
-        let mut entries = Vec::new();
+        let mut batch = AuditBatch::default();
+        let mut unrecorded = 0;
         let (log, cmd) = (&mut self.log, &self.o.audit_command);
         let r = state::apply(p, plan, &mut |out| {
             match &out.result {
@@ -441,9 +442,11 @@ impl Reconciler {
             }
             let mut e = out.audit_entry();
             e.command = cmd.clone();
-            entries.push(e);
+            if batch.push(&e).is_err() {
+                unrecorded += 1;
+            }
         });
-        let audited = self.audit.record_all(&entries);
+        let audited = self.audit.write(&batch);
         for pp in &plan.ports {
             if self.desired.contains_key(&pp.iface) {
                 self.refresh_status(p, &pp.iface, Some(pp.ifindex).filter(|i| *i != 0));
@@ -455,12 +458,17 @@ impl Reconciler {
             }
         }
         r?;
-        if let Err(e) = audited {
-            let m = format!("warning: audit log: {}", one_line(&e));
-            self.say(m);
+        let unrecorded = match audited {
+            Ok(()) => unrecorded,
+            Err(e) => {
+                let m = format!("warning: audit log: {}", one_line(&e));
+                self.say(m);
+                unrecorded + batch.len()
+            }
+        };
+        if unrecorded > 0 {
             bail!(
-                "applied, but {} change(s) could not be written to the audit log {}",
-                entries.len(),
+                "applied, but {unrecorded} change(s) could not be written to the audit log {}",
                 self.o.audit_log.display()
             );
         }
