@@ -319,6 +319,8 @@ impl Agent {
         self.agent.lists += 1;
         let ids: BTreeSet<String> = self.desired.keys().cloned().collect();
         self.converge(&ids, &BTreeSet::new(), true);
+        // The plan and outcomes of thousands of ports are freed by now.
+        crate::sys::trim_heap();
         // What the store has may differ from what we think (another agent
         // run, a restart): read it again before the next write.
         self.written = None;

@@ -440,9 +440,14 @@ impl Reconciler {
                     failed.push((out.plan.iface.clone(), e.clone()));
                 }
             }
-            let mut e = out.audit_entry();
-            e.command = cmd.clone();
-            if batch.push(&e).is_err() {
+            let pushed = batch.push_parts(
+                cmd,
+                Some(&out.plan.iface),
+                out.before.as_ref(),
+                out.after.as_ref(),
+                &out.result,
+            );
+            if pushed.is_err() {
                 unrecorded += 1;
             }
         });
