@@ -65,8 +65,7 @@ pub struct Host {
     r: Reconciler,
     changes: Arc<AtomicU64>,
     /// The reconciler's lines until the call that made them returns: a sync
-    /// of thousands of ports logs as many lines, and one write(2) each
-    /// stalled behind the disk's journal here (~40 us a line).
+    /// of thousands of ports logs as many lines, one write(2) each otherwise.
     log: Arc<Mutex<Vec<u8>>>,
 }
 
