@@ -337,6 +337,8 @@ async fn main_loop(o: Options) -> Result<()> {
             return Err(e.context(format!("initial apply of {}", o.config.display())));
         }
     }
+    // Ready for the first interface that appears.
+    rec.warm_up();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut metrics_task = None;

@@ -41,6 +41,10 @@ use filter_common::{
     LAYOUT_VERSION, LPM_PORT_BITS, MAX_PORTS, PORT_INDEX_SLOTS,
 };
 
+mod bulk;
+
+pub use bulk::{NewOutcome, NewPort};
+
 use crate::{
     batch,
     binding::{fixed_str, host_addrs, str_from_fixed, Binding},
@@ -705,13 +709,7 @@ impl Pinned {
     /// from another epoch is rebuilt. Frees by other processes only leave a
     /// slot unused here until the next rebuild, never handed out twice.
     fn new_slot(&mut self, lock: &fs::File) -> Result<u32> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = [0u8; 8];
-        let epoch = match lock.read_at(&mut buf, 0) {
-            Ok(8) => u64::from_le_bytes(buf),
-            Ok(_) => 0,
-            Err(e) => return Err(e).context("reading the slot epoch from the lock file"),
-        };
+        let epoch = read_slot_epoch(lock)?;
         let mut used = match self.slots.take() {
             Some((e, used)) if e == epoch => used,
             _ => {
@@ -727,20 +725,47 @@ impl Pinned {
             .find(|s| !used.contains(s))
             .ok_or_else(|| anyhow!("all {} port slots are in use", MAX_PORTS - 1))?;
         used.insert(slot);
-        let epoch = epoch.wrapping_add(1);
-        lock.write_at(&epoch.to_le_bytes(), 0)
-            .context("writing the slot epoch to the lock file")?;
+        let epoch = self.bump_slot_epoch(lock)?;
         self.slots = Some((epoch, used));
-        let n = aya::util::nr_cpus().map_err(|(m, e)| anyhow!("{m}: {e}"))?;
-        let zeros = PerCpuValues::try_from(vec![PortStats::ZERO; n])
-            .map_err(|e| anyhow!("building per-CPU zero values: {e}"))?;
-        self.stats
-            .set(slot, zeros, 0)
-            .context("resetting STATS slot")?;
+        self.reset_stats(&[slot])?;
         self.rate
             .set(slot, RateState::default(), 0)
             .context("resetting RATE slot")?;
         Ok(slot)
+    }
+
+    /// Says "slots were allocated" to every other process's cache (see
+    /// [`Pinned::new_slot`]); returns the new epoch.
+    fn bump_slot_epoch(&self, lock: &fs::File) -> Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let epoch = read_slot_epoch(lock)?.wrapping_add(1);
+        lock.write_at(&epoch.to_le_bytes(), 0)
+            .context("writing the slot epoch to the lock file")?;
+        Ok(epoch)
+    }
+
+    /// Zeroes the counters of `slots` (on every CPU).
+    fn reset_stats(&mut self, slots: &[u32]) -> Result<()> {
+        let n = aya::util::nr_cpus().map_err(|(m, e)| anyhow!("{m}: {e}"))?;
+        for &slot in slots {
+            let zeros = PerCpuValues::try_from(vec![PortStats::ZERO; n])
+                .map_err(|e| anyhow!("building per-CPU zero values: {e}"))?;
+            self.stats
+                .set(slot, zeros, 0)
+                .context("resetting STATS slot")?;
+        }
+        Ok(())
+    }
+}
+
+/// The slot epoch kept in the change-lock file (0 when never written).
+fn read_slot_epoch(lock: &fs::File) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 8];
+    match lock.read_at(&mut buf, 0) {
+        Ok(8) => Ok(u64::from_le_bytes(buf)),
+        Ok(_) => Ok(0),
+        Err(e) => Err(e).context("reading the slot epoch from the lock file"),
     }
 }
 

@@ -52,7 +52,12 @@ pub fn live_attach_mode(info: &PortInfo) -> Option<&'static str> {
 
 /// One word for the port's situation: `stale`, `guarded-unbound`, or the mode.
 pub fn status_name(info: &PortInfo) -> &'static str {
-    if is_stale(info) {
+    status_word(info, is_stale(info))
+}
+
+/// [`status_name`] with staleness already known.
+fn status_word(info: &PortInfo, stale: bool) -> &'static str {
+    if stale {
         "stale"
     } else if info.guarded {
         "guarded-unbound"
@@ -79,7 +84,14 @@ pub fn stats_json(info: &PortInfo, s: &PortStats) -> Value {
 /// A port record as `show --json` (and the audit log) shows it: the bound
 /// port's [`PortSpec`] plus where it stands in the kernel.
 pub fn show_json(info: &PortInfo) -> Value {
-    let attached = live_attach_mode(info);
+    // Asked once (an interface lookup is a socket and an ioctl): a sync of
+    // thousands of ports renders as many records for the audit log.
+    let stale = is_stale(info);
+    let attached = if stale {
+        None
+    } else {
+        attach_mode_name(info.attach_mode)
+    };
     let mut v = match &info.binding {
         Some(b) => PortSpec::from_binding(&info.ifname, b).to_json(),
         None => json!({ "iface": info.ifname, "mac": Value::Null, "ips": [] }),
@@ -89,9 +101,9 @@ pub fn show_json(info: &PortInfo) -> Value {
     v["bound"] = json!(info.binding.is_some());
     v["attached"] = json!(attached.is_some());
     v["attach_mode"] = json!(attached);
-    v["stale"] = json!(is_stale(info));
+    v["stale"] = json!(stale);
     v["guarded"] = json!(info.guarded);
-    v["status"] = json!(status_name(info));
+    v["status"] = json!(status_word(info, stale));
     v["mode"] = json!(mode_name(info));
     v["attach_reason"] = json!(attached.map(|_| AttachReason::from_u8(info.attach_reason).name()));
     v["attach_why"] = json!(attached.map(|_| AttachReason::from_u8(info.attach_reason).explain()));

@@ -3,6 +3,7 @@
 //!
 //! * bpf(2) commands aya 0.14 does not wrap: map batch updates/deletes and
 //!   the info of a pinned link (its type and ifindex).
+//! * malloc_trim, to give a burst's freed heap back ([`trim_heap`]).
 //! * SIOCGIFHWADDR, the link-layer type of an interface. Not
 //!   `/sys/class/net/IF/type`: sysfs shows the interfaces of the network
 //!   namespace that mounted it, and portguard is run with `nsenter --net=...`
@@ -89,6 +90,16 @@ pub fn map_delete_batch<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> Result<(), (
         ..Default::default()
     };
     map_batch(BPF_MAP_DELETE_BATCH, &mut attr).map_err(|e| (e, attr.count as usize))
+}
+
+/// Gives the heap's free memory back to the kernel (glibc `malloc_trim`):
+/// after a burst (an agent's sync of thousands of ports) the freed pages
+/// would otherwise stay resident for the life of the process.
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only walks and madvises glibc's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// BPF_OBJ_GET: a new fd for the object pinned at `path`.

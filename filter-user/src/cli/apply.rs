@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use portguard::{
-    audit::AuditLog,
+    audit::{AuditBatch, AuditLog},
     pinned::Pinned,
     state::{self, Kind, Plan, PlanOptions},
 };
@@ -68,10 +68,12 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
     let (mut p, _lock) = state::open_locked(pin_dir)?;
     let plan = state::plan(&p, &st, opts)?;
     let log = AuditLog::new(&ctx.audit_log);
+    // One write and one fsync for the whole plan (thousands of new ports).
+    let mut batch = AuditBatch::default();
     let mut audit_errors = Vec::new();
     let mut results = Vec::new();
     let r = state::apply(&mut p, &plan, &mut |o| {
-        if let Err(e) = log.record(&o.audit_entry()) {
+        if let Err(e) = batch.push(&o.audit_entry()) {
             audit_errors.push(format!(
                 "{}: {}",
                 o.plan.iface,
@@ -90,6 +92,13 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
             "error": o.result.as_ref().err(),
         }));
     });
+    if let Err(e) = log.write(&batch) {
+        audit_errors.push(format!(
+            "{} change(s): {}",
+            batch.len(),
+            portguard::error::one_line(&e)
+        ));
+    }
     if a.json {
         let mut v = plan.to_json();
         v["dry_run"] = false.into();

@@ -196,6 +196,8 @@ struct Agent {
     /// A complete list has been applied since the start.
     synced_once: bool,
     snapshot_dirty: bool,
+    /// The programs are being verified or are ([`Host::warm_up`], once in sync).
+    warm: bool,
     backoff: Backoff,
 }
 
@@ -230,6 +232,7 @@ pub async fn run(
         revision: 0,
         synced_once: false,
         snapshot_dirty: false,
+        warm: false,
         backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(5)),
     };
     let mut links = links;
@@ -316,6 +319,8 @@ impl Agent {
         self.agent.lists += 1;
         let ids: BTreeSet<String> = self.desired.keys().cloned().collect();
         self.converge(&ids, &BTreeSet::new(), true);
+        // The plan and outcomes of thousands of ports are freed by now.
+        crate::sys::trim_heap();
         // What the store has may differ from what we think (another agent
         // run, a restart): read it again before the next write.
         self.written = None;
@@ -564,6 +569,13 @@ impl Agent {
                             if resp.created() {
                                 backoff.reset();
                                 self.agent.in_sync = true;
+                                if !self.warm {
+                                    // In sync first (the first sync verified only if it
+                                    // attached); then the verifier, off this thread.
+                                    let _ = self.flush().await;
+                                    self.host.warm_up();
+                                    self.warm = true;
+                                }
                                 flush_at.get_or_insert(Instant::now());
                             }
                             let header_rev = resp.header().map(|h| h.revision()).unwrap_or(0);
@@ -733,6 +745,7 @@ impl Agent {
         }
         let agent = self.agent_status();
         let agent_changed = self.agent_written.as_ref() != Some(&agent);
+        let mut agent_write = None;
         if agent_changed {
             if self.lease.is_none() {
                 let ttl = self.o.lease_ttl;
@@ -745,16 +758,24 @@ impl Agent {
             }
             let mut v = serde_json::to_value(&agent).expect("serializable");
             v["updated_at"] = now().into();
-            writes.push(Write::Put {
+            agent_write = Some(Write::Put {
                 key: keys::agent_status_key(&self.o.host),
                 value: v.to_string(),
                 lease: self.lease,
             });
         }
-        if writes.is_empty() {
+        if writes.is_empty() && agent_write.is_none() {
             return Ok(());
         }
-        store::write_batch(&self.client, &writes).await?;
+        // The agent key last (in the same transaction when they fit in one):
+        // whoever reads its counts finds the port keys written.
+        if writes.len() < store::MAX_TXN_OPS {
+            writes.extend(agent_write);
+            store::write_batch(&self.client, &writes).await?;
+        } else {
+            store::write_batch(&self.client, &writes).await?;
+            store::write_batch(&self.client, &Vec::from_iter(agent_write)).await?;
+        }
         self.written = Some(
             self.status
                 .iter()

@@ -2,9 +2,12 @@
 //! [`Reconciler`] (the same planner and applier as `portguard apply`, so a
 //! port already right is not written at all; link events bind and attach a
 //! port whose interface appears), fed port by port from etcd.
-use std::sync::{
-    atomic::{AtomicU64, Ordering},
-    Arc,
+use std::{
+    io::Write,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::one_line,
     lifecycle::{reconcile, LinkEvent, Options, Reconciler},
-    state::{self, Port, State},
+    state::{Port, State},
 };
 
 /// Where a port is, as its status key reports it.
@@ -61,6 +64,9 @@ fn cerr(e: anyhow::Error) -> ConvergeError {
 pub struct Host {
     r: Reconciler,
     changes: Arc<AtomicU64>,
+    /// The reconciler's lines until the call that made them returns: a sync
+    /// of thousands of ports logs as many lines, one write(2) each otherwise.
+    log: Arc<Mutex<Vec<u8>>>,
 }
 
 /// A line the reconciler logs for a port it changed (`+` bind, `~` change, `-` remove).
@@ -75,9 +81,9 @@ impl Host {
         pin_dir: &std::path::Path,
         audit_log: &std::path::Path,
     ) -> Result<Host, ConvergeError> {
-        drop(state::open_locked(pin_dir).map_err(cerr)?);
         let changes = Arc::new(AtomicU64::new(0));
-        let c = changes.clone();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (c, l) = (changes.clone(), log.clone());
         let r = Reconciler::new(
             Options {
                 pin_dir: pin_dir.to_path_buf(),
@@ -89,10 +95,34 @@ impl Host {
                 if is_change(line) {
                     c.fetch_add(1, Ordering::Relaxed);
                 }
-                eprintln!("portguard agent: {line}");
+                if let Ok(mut b) = l.lock() {
+                    let _ = writeln!(b, "portguard agent: {line}");
+                }
             },
         );
-        Ok(Host { r, changes })
+        let mut host = Host { r, changes, log };
+        // Kept open for the first convergence (the object is parsed once).
+        let opened = host.r.open().map_err(cerr);
+        host.flush_log();
+        opened?;
+        Ok(host)
+    }
+
+    /// Writes the lines logged so far to stderr, in one write.
+    fn flush_log(&self) {
+        let text = match self.log.lock() {
+            Ok(mut b) => std::mem::take(&mut *b),
+            Err(_) => return,
+        };
+        if !text.is_empty() {
+            let _ = std::io::stderr().write_all(&text);
+        }
+    }
+
+    /// `r`, once the lines its call logged are written.
+    fn logged<T>(&self, r: T) -> T {
+        self.flush_log();
+        r
     }
 
     /// Ports changed in the kernel so far.
@@ -103,33 +133,41 @@ impl Host {
     /// After a complete list: exactly `ports` (interface names unique), the
     /// rest removed. An error means some port failed (see [`Host::outcome`]).
     pub fn set_all(&mut self, ports: Vec<Port>) -> Result<(), ConvergeError> {
-        self.r
-            .set_desired(State {
-                ports,
-                guards: Vec::new(),
-            })
-            .map(|_| ())
-            .map_err(cerr)
+        let r = self.r.set_desired(State {
+            ports,
+            guards: Vec::new(),
+        });
+        self.logged(r.map(|_| ()).map_err(cerr))
     }
 
     /// One port added or changed.
     pub fn upsert(&mut self, port: Port) -> Result<(), ConvergeError> {
-        self.r.upsert_port(port).map_err(cerr)
+        let r = self.r.upsert_port(port);
+        self.logged(r.map_err(cerr))
     }
 
     /// Interface `iface` is no longer any port's: unbound and detached.
     pub fn remove(&mut self, iface: &str) -> Result<(), ConvergeError> {
-        self.r.remove_port(iface).map_err(cerr)
+        let r = self.r.remove_port(iface);
+        self.logged(r.map_err(cerr))
     }
 
     /// A link appeared, changed or went away.
     pub fn on_link(&mut self, ev: &LinkEvent) -> Result<(), ConvergeError> {
-        self.r.on_event(ev).map_err(cerr)
+        let r = self.r.on_event(ev);
+        self.logged(r.map_err(cerr))
+    }
+
+    /// Verifies the programs in the background, ahead of the first attach.
+    pub fn warm_up(&mut self) {
+        self.r.warm_up();
+        self.flush_log();
     }
 
     /// Link events were lost: re-read every link.
     pub fn resync(&mut self) -> Result<(), ConvergeError> {
-        self.r.resync().map(|_| ()).map_err(cerr)
+        let r = self.r.resync();
+        self.logged(r.map(|_| ()).map_err(cerr))
     }
 
     /// Where desired port `iface` stands.

@@ -228,10 +228,32 @@ pub enum Write {
 /// etcd's default `--max-txn-ops`.
 pub const MAX_TXN_OPS: usize = 128;
 
-/// Applies `writes` in transactions of at most [`MAX_TXN_OPS`] operations.
+/// Transactions [`write_batch`] keeps in flight: etcd commits concurrent
+/// proposals together (one raft round and fsync for several), so thousands
+/// of status keys take a few rounds, not one per 128 keys.
+pub const TXNS_IN_FLIGHT: usize = 8;
+
+/// Applies `writes` in transactions of at most [`MAX_TXN_OPS`] operations,
+/// up to [`TXNS_IN_FLIGHT`] of them at once (so in no particular order: one
+/// key must not appear twice). Every transaction is tried; the first
+/// failure is returned.
 pub async fn write_batch(client: &Client, writes: &[Write]) -> Result<(), StoreError> {
-    let kv = client.kv_client();
+    let mut running = tokio::task::JoinSet::new();
+    let mut first_err = None;
+    let mut note = |r: Result<Result<(), StoreError>, tokio::task::JoinError>| {
+        let e = match r {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(e) => StoreError::Config(format!("status writer task: {e}")),
+        };
+        first_err.get_or_insert(e);
+    };
     for chunk in writes.chunks(MAX_TXN_OPS) {
+        if running.len() >= TXNS_IN_FLIGHT {
+            if let Some(r) = running.join_next().await {
+                note(r);
+            }
+        }
         let ops: Vec<TxnOp> = chunk
             .iter()
             .map(|w| match w {
@@ -243,11 +265,18 @@ pub async fn write_batch(client: &Client, writes: &[Write]) -> Result<(), StoreE
                 Write::Delete(k) => TxnOp::delete(k.as_str(), None),
             })
             .collect();
-        call("writing status", || {
-            let (mut kv, ops) = (kv.clone(), ops.clone());
-            async move { kv.txn(Txn::new().and_then(ops)).await }
-        })
-        .await?;
+        let kv = client.kv_client();
+        running.spawn(async move {
+            call("writing status", || {
+                let (mut kv, ops) = (kv.clone(), ops.clone());
+                async move { kv.txn(Txn::new().and_then(ops)).await }
+            })
+            .await
+            .map(|_| ())
+        });
     }
-    Ok(())
+    while let Some(r) = running.join_next().await {
+        note(r);
+    }
+    first_err.map_or(Ok(()), Err)
 }

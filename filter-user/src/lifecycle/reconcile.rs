@@ -20,7 +20,7 @@
 //! desired-state changes from wherever they come, one at a time. Every
 //! change is logged through the caller's `log` and written to the audit log.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fs::{self, File},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
@@ -35,7 +35,7 @@ use super::{
 };
 use crate::{
     attach::{self, RequestedMode},
-    audit::{AuditEntry, AuditLog},
+    audit::{AuditBatch, AuditEntry, AuditLog},
     binding::{attach_mode_name, str_from_fixed},
     bpffs,
     error::one_line,
@@ -84,6 +84,8 @@ pub struct Reconciler {
     /// Kept open: the program is verified once, not per attach. Reopened
     /// when the pinned maps are recreated (identity: the PORTS inode).
     pinned: Option<(u64, Pinned)>,
+    /// The pinned state being opened with its programs verified ([`Reconciler::warm_up`]).
+    warming: Option<std::sync::mpsc::Receiver<Result<(u64, Pinned)>>>,
     audit: AuditLog,
     log: LogFn,
 }
@@ -106,6 +108,7 @@ impl Reconciler {
             links: BTreeMap::new(),
             status: BTreeMap::new(),
             pinned: None,
+            warming: None,
             log: Box::new(log),
         }
     }
@@ -283,6 +286,81 @@ impl Reconciler {
         self.with(|r, p| r.full(p))
     }
 
+    /// Opens the pinned state now, creating the pin directory and maps on
+    /// first use (under the pin-dir lock, as every change).
+    pub fn open(&mut self) -> Result<()> {
+        self.with(|_, _| Ok(()))
+    }
+
+    /// Loads (verifies) the programs on a thread of their own, so that
+    /// neither a convergence that attaches nothing (a sync or relist of
+    /// bound ports) nor, mostly, the first interface to attach waits for the
+    /// verifier (~0.1-0.8 s here): a pinned state opened for it comes back
+    /// with its programs loaded; an attach meanwhile waits for it rather
+    /// than verifying a second time. A failure shows again at attach time.
+    pub fn warm_up(&mut self) {
+        if self.warming.is_some() {
+            return;
+        }
+        // Opened here: parsing the object in the thread would leave its
+        // garbage in that thread's own heap arena (~20 MB more resident).
+        let dir = self.o.pin_dir.clone();
+        let opened = (|| -> Result<(u64, Pinned)> {
+            bpffs::ensure(&dir)?;
+            let _lock: File = state::lock(&dir)?;
+            Ok((maps_ino(&dir).unwrap_or(0), Pinned::open(&dir)?))
+        })();
+        let (ino, mut p) = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                let m = format!("warning: opening the pinned state: {}", one_line(&e));
+                self.say(m);
+                return;
+            }
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = p
+                .program()
+                .map(|_| ())
+                .and_then(|()| p.vlan_program().map(|_| ()))
+                .and_then(|()| p.skb_program().map(|_| ()));
+            let _ = tx.send(r.map(|()| (ino, p)));
+        });
+        self.warming = Some(rx);
+    }
+
+    /// Takes the pinned state [`Reconciler::warm_up`] prepared: when ready,
+    /// or (`wait`) once it is.
+    fn take_warmed(&mut self, wait: bool) -> Option<(u64, Pinned)> {
+        use std::sync::mpsc::TryRecvError;
+        let rx = self.warming.as_ref()?;
+        let r = match (wait, rx.try_recv()) {
+            (false, Err(TryRecvError::Empty)) => return None,
+            (true, Err(TryRecvError::Empty)) => rx.recv().ok(),
+            (_, r) => r.ok(),
+        };
+        self.warming = None;
+        match r? {
+            Ok(warm) => Some(warm),
+            Err(e) => {
+                let m = format!("warning: verifying the programs: {}", one_line(&e));
+                self.say(m);
+                None
+            }
+        }
+    }
+
+    /// Before an attach: the programs [`Reconciler::warm_up`] is verifying
+    /// replace `p` (same maps) rather than being verified again.
+    fn wait_warm(&mut self, p: &mut Pinned) {
+        if let Some((ino, warm)) = self.take_warmed(true) {
+            if Some(ino) == maps_ino(&self.o.pin_dir) {
+                *p = warm;
+            }
+        }
+    }
+
     // -------------------------------------------------------------- internals
 
     fn say(&mut self, msg: impl AsRef<str>) {
@@ -302,18 +380,15 @@ impl Reconciler {
         fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create pin directory {}", dir.display()))?;
         let _lock: File = state::lock(&dir)?;
+        if let Some(warm) = self.take_warmed(false) {
+            self.pinned = Some(warm);
+        }
         let ino = maps_ino(&dir);
         let (ino, mut p) = match self.pinned.take() {
             Some((i, p)) if Some(i) == ino => (i, p),
-            _ => {
-                let mut p = Pinned::open(&dir)?;
-                // Verified now, not when the first interface appears (that
-                // costs ~0.1-0.5 s); a failure shows again at attach time.
-                let _ = p.program();
-                let _ = p.vlan_program();
-                let _ = p.skb_program();
-                (maps_ino(&dir).unwrap_or(0), p)
-            }
+            // Not verified here: an attach loads the programs on first use,
+            // [`Reconciler::warm_up`] ahead of that.
+            _ => (maps_ino(&dir).unwrap_or(0), Pinned::open(&dir)?),
         };
         let r = f(self, &mut p);
         self.pinned = Some((ino, p));
@@ -346,9 +421,18 @@ impl Reconciler {
                 (self.log)(&pp.describe());
             }
         }
+        if plan
+            .ports
+            .iter()
+            .any(|pp| pp.has(|s| matches!(s, Step::Attach { .. })))
+        {
+            self.wait_warm(p);
+        }
         let mut failed: Vec<(String, String)> = Vec::new();
-        let mut audit_errors = 0;
-        let (audit, log, cmd) = (&self.audit, &mut self.log, &self.o.audit_command);
+        // One audit write (and fsync) for the whole plan, after it ran.
+        let mut batch = AuditBatch::default();
+        let mut unrecorded = 0;
+        let (log, cmd) = (&mut self.log, &self.o.audit_command);
         let r = state::apply(p, plan, &mut |out| {
             match &out.result {
                 Ok(()) => log(&out.plan.describe()),
@@ -357,16 +441,21 @@ impl Reconciler {
                     failed.push((out.plan.iface.clone(), e.clone()));
                 }
             }
-            let mut e = out.audit_entry();
-            e.command = cmd.clone();
-            if let Err(e) = audit.record(&e) {
-                audit_errors += 1;
-                log(&format!("warning: audit log: {}", one_line(&e)));
+            let pushed = batch.push_parts(
+                cmd,
+                Some(&out.plan.iface),
+                out.before.as_ref(),
+                out.after.as_ref(),
+                &out.result,
+            );
+            if pushed.is_err() {
+                unrecorded += 1;
             }
         });
+        let audited = self.audit.write(&batch);
         for pp in &plan.ports {
             if self.desired.contains_key(&pp.iface) {
-                self.refresh_status(p, &pp.iface);
+                self.refresh_status(p, &pp.iface, Some(pp.ifindex).filter(|i| *i != 0));
             }
         }
         for (name, e) in failed {
@@ -375,27 +464,36 @@ impl Reconciler {
             }
         }
         r?;
-        if audit_errors > 0 {
+        let unrecorded = match audited {
+            Ok(()) => unrecorded,
+            Err(e) => {
+                let m = format!("warning: audit log: {}", one_line(&e));
+                self.say(m);
+                unrecorded + batch.len()
+            }
+        };
+        if unrecorded > 0 {
             bail!(
-                "applied, but {audit_errors} change(s) could not be written to the audit log {}",
+                "applied, but {unrecorded} change(s) could not be written to the audit log {}",
                 self.o.audit_log.display()
             );
         }
         Ok(())
     }
 
-    /// Reads back where desired port `name` stands.
-    fn refresh_status(&mut self, p: &Pinned, name: &str) {
+    /// Reads back where desired port `name` stands; `ifindex`: its
+    /// interface's when the caller just resolved it (None: looked up).
+    fn refresh_status(&mut self, p: &Pinned, name: &str, ifindex: Option<u32>) {
         let Some(spec) = self.desired.get(name) else {
             return;
         };
-        let s = match iface::index(name) {
+        let s = match ifindex.map_or_else(|| iface::index(name), Ok) {
             Err(_) => PortStatus::Pending,
             Ok(ifindex) => match p.config(ifindex) {
                 Ok(Some(c)) if c.flags & flags::BOUND != 0 => {
                     let live =
-                        attach::pinned_link_ifindex(&p.link_path(name)).ok() == Some(ifindex);
-                    match (spec.attach, live && c.attach_mode != 0) {
+                        || attach::pinned_link_ifindex(&p.link_path(name)).ok() == Some(ifindex);
+                    match (spec.attach, spec.attach && c.attach_mode != 0 && live()) {
                         (true, true) => PortStatus::Enforced {
                             ifindex,
                             attach_mode: attach_mode_name(c.attach_mode),
@@ -452,6 +550,7 @@ impl Reconciler {
         }
         let live = attach::pinned_link_ifindex(&p.link_path(name)).ok() == Some(ifindex);
         if !live {
+            self.wait_warm(p);
             let before = port_json(p, ifindex);
             let res = attach::attach(p, name, RequestedMode::Auto).map(|_| ());
             let after = port_json(p, ifindex);
@@ -570,11 +669,23 @@ impl Reconciler {
                 }
             }
         }
+        // Interfaces as the dump just taken has them (not three ioctls per
+        // port); anything else (not Ethernet, created since) asks the kernel.
+        let dumped: HashMap<String, u32> = self
+            .links
+            .values()
+            .filter(|l| l.ethernet)
+            .map(|l| (l.name.clone(), l.ifindex))
+            .collect();
+        let resolve = move |name: &str| match dumped.get(name) {
+            Some(i) => Ok(*i),
+            None => iface::ethernet_port(name),
+        };
         // An interface that exists but cannot carry a binding (not Ethernet)
         // fails its own port only, not the whole plan.
         let mut ports = Vec::new();
         for port in self.desired.values() {
-            match iface::ethernet_port(&port.iface) {
+            match resolve(&port.iface) {
                 Ok(_) | Err(iface::IfaceError::Unknown(_)) => ports.push(port.clone()),
                 Err(e) => {
                     let msg = e.to_string();
@@ -591,13 +702,15 @@ impl Reconciler {
             ports,
             guards: self.guards.clone(),
         };
-        let mut plan = state::plan(
-            p,
+        let mut plan = state::plan_resolved(
+            &p.ports()?,
+            &p.link_dir(),
             &st,
             PlanOptions {
                 prune: self.o.prune,
                 skip_missing: true,
             },
+            &resolve,
         )?;
         // Pruning a guarded interface that still exists keeps it attached.
         for pp in &mut plan.ports {
@@ -623,12 +736,8 @@ impl Reconciler {
                 first_err.get_or_insert(e);
             }
         }
-        let names: Vec<String> = self.desired.keys().cloned().collect();
-        for n in names.iter() {
-            if !matches!(self.status.get(n), Some(PortStatus::Error(_))) {
-                self.refresh_status(p, n);
-            }
-        }
+        // Every desired port's status was refreshed by run_plan (each is in
+        // the plan unless it failed above).
         match first_err {
             Some(e) => Err(e),
             None => Ok(plan.summary()),

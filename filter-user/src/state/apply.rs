@@ -1,5 +1,5 @@
 //! Carrying a [`Plan`] out, step by step, under the pin-dir lock.
-use std::{fs::File, path::Path};
+use std::{collections::HashMap, fs::File, path::Path};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -9,8 +9,8 @@ use crate::{
     attach::{self, remove_pin, RequestedMode},
     audit::AuditEntry,
     error::one_line,
-    pinned::Pinned,
-    report::port_json,
+    pinned::{NewOutcome, NewPort, Pinned},
+    report::{port_json, show_json},
 };
 
 /// What happened to one port.
@@ -37,13 +37,27 @@ impl Outcome<'_> {
 /// Carries out `plan` port by port, each port's steps in order (see
 /// [`Step`]). Unchanged ports are not touched at all. A port that fails is
 /// reported and the others still converge; the result is an error when any
-/// port failed. `each` sees every port that changed (or failed to), right
-/// after it did. Returns the number of ports changed.
+/// port failed. `each` sees every port that changed (or failed to), in plan
+/// order, right after it did. Returns the number of ports changed.
+///
+/// The first bindings of new ports are written together first
+/// ([`Pinned::bind_new`]: one lock, batched map writes), each port then
+/// finishing its other steps (attach) in turn: a sync of thousands of new
+/// ports costs a few syscalls per port, not a few dozen.
 pub fn apply(p: &mut Pinned, plan: &Plan, each: &mut dyn FnMut(&Outcome)) -> Result<usize> {
+    let mut fresh = bind_fresh(p, plan);
     let mut failed = Vec::new();
     let mut changed = 0;
-    for pp in plan.ports.iter().filter(|pp| !pp.is_noop()) {
-        let o = apply_port(p, pp);
+    for (k, pp) in plan
+        .ports
+        .iter()
+        .enumerate()
+        .filter(|(_, pp)| !pp.is_noop())
+    {
+        let o = match fresh.remove(&k) {
+            Some(n) => finish_fresh(p, pp, n),
+            None => apply_port(p, pp),
+        };
         match &o.result {
             Err(e) => failed.push(format!("{}: {e}", pp.iface)),
             Ok(()) => changed += 1,
@@ -59,6 +73,61 @@ pub fn apply(p: &mut Pinned, plan: &Plan, each: &mut dyn FnMut(&Outcome)) -> Res
         );
     }
     Ok(changed)
+}
+
+/// Binds every port whose plan starts with a first binding, in one batch
+/// (when there are at least two). By index in `plan.ports`; a port missing
+/// from the result goes through [`apply_port`] (also when the batch could
+/// not start at all: each port then reports its own error).
+fn bind_fresh(p: &mut Pinned, plan: &Plan) -> HashMap<usize, NewOutcome> {
+    let (idx, ports): (Vec<usize>, Vec<NewPort>) = plan
+        .ports
+        .iter()
+        .enumerate()
+        .filter_map(|(k, pp)| match pp.steps.first() {
+            Some(Step::Bind(b)) => Some((
+                k,
+                NewPort {
+                    ifindex: pp.ifindex,
+                    ifname: &pp.iface,
+                    binding: b,
+                },
+            )),
+            _ => None,
+        })
+        .unzip();
+    if ports.len() < 2 {
+        return HashMap::new();
+    }
+    match p.bind_new(&ports) {
+        Ok(outcomes) => idx.into_iter().zip(outcomes).collect(),
+        Err(_) => HashMap::new(),
+    }
+}
+
+/// A port bound by [`bind_fresh`]: its remaining steps, and its outcome.
+fn finish_fresh<'a>(p: &mut Pinned, pp: &'a PortPlan, n: NewOutcome) -> Outcome<'a> {
+    let before = n.before.as_ref().map(show_json);
+    let (result, after) = match n.result {
+        Err(e) => (
+            Err(format!("binding {}: {e}", pp.iface)),
+            port_json(p, pp.ifindex),
+        ),
+        Ok(info) if pp.steps.len() == 1 => (Ok(()), Some(show_json(&info))),
+        Ok(_) => {
+            let r = pp.steps[1..]
+                .iter()
+                .try_for_each(|s| run_step(p, pp, s))
+                .map_err(|e| one_line(&e));
+            (r, port_json(p, pp.ifindex))
+        }
+    };
+    Outcome {
+        plan: pp,
+        before,
+        after,
+        result,
+    }
 }
 
 /// Carries out one port's steps, recording its record before and after.

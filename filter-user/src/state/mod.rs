@@ -63,8 +63,8 @@ use anyhow::{Context, Result};
 pub use apply::{apply, apply_port, lock, open_locked, Outcome};
 pub use parse::{parse, Format};
 pub use plan::{
-    diff_bindings, plan, plan_against, plan_leftover, plan_one, plan_port, plan_removal, Changes,
-    FieldChange, Kind, Plan, PlanOptions, PortPlan, Step,
+    diff_bindings, plan, plan_against, plan_leftover, plan_one, plan_port, plan_removal,
+    plan_resolved, Changes, FieldChange, Kind, Plan, PlanOptions, PortPlan, Step,
 };
 
 use crate::{binding::Binding, spec::PortSpec};

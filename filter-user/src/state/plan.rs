@@ -448,12 +448,25 @@ pub fn plan_against(
     state: &State,
     o: PlanOptions,
 ) -> Result<Plan> {
+    plan_resolved(current, links, state, o, &iface::ethernet_port)
+}
+
+/// [`plan_against`] with the interfaces of the state resolved by `resolve`
+/// (name -> ifindex of an Ethernet interface, [`iface::ethernet_port`]'s
+/// contract), e.g. from a link dump just taken instead of three ioctls per port.
+pub fn plan_resolved(
+    current: &[PortInfo],
+    links: &Path,
+    state: &State,
+    o: PlanOptions,
+    resolve: &dyn Fn(&str) -> Result<u32, iface::IfaceError>,
+) -> Result<Plan> {
     let by_index: HashMap<u32, &PortInfo> = current.iter().map(|i| (i.ifindex, i)).collect();
     let mut wanted: BTreeSet<u32> = BTreeSet::new();
     let mut ports = Vec::new();
     let mut missing = Vec::new();
     for port in &state.ports {
-        let ifindex = match iface::ethernet_port(&port.iface) {
+        let ifindex = match resolve(&port.iface) {
             Ok(i) => i,
             Err(e) => {
                 let why = format!(

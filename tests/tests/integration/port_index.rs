@@ -12,11 +12,13 @@
 use std::{net::Ipv4Addr, path::Path};
 
 use aya::maps::{Array, Map, MapData};
-use filter_common::{flags, PortRef, Reason, V4Key, V6Key, MAX_INLINE_ADDRS, PORT_INDEX_SLOTS};
+use filter_common::{
+    flags, IndexEntry, IndexKey, PortRef, Reason, V4Key, V6Key, MAX_INLINE_ADDRS, PORT_INDEX_SLOTS,
+};
 use portguard::{
     binding::{Binding, Limit},
     parse::{IpNet, Mac as PMac},
-    pinned::Pinned,
+    pinned::{NewOutcome, NewPort, Pinned},
     testrun::run_frame,
 };
 use portguard_tests::{
@@ -322,4 +324,187 @@ fn slots_stay_unique_across_handles_that_allocate_in_turns() {
     let n = slots.len();
     slots.dedup();
     assert_eq!(slots.len(), n, "a slot was handed out twice: {slots:?}");
+}
+
+const MAC_C: Mac = [0x02, 0, 0, 0, 0xc0, 0x01];
+const MAC_D: Mac = [0x02, 0, 0, 0, 0xd0, 0x01];
+
+fn bind_new(p: &mut Pinned, ports: &[(u32, &str, &Binding)]) -> Vec<NewOutcome> {
+    let batch: Vec<NewPort> = ports
+        .iter()
+        .map(|&(ifindex, ifname, binding)| NewPort {
+            ifindex,
+            ifname,
+            binding,
+        })
+        .collect();
+    p.bind_new(&batch).expect("bind_new")
+}
+
+/// `Pinned::bind_new` (an agent's sync of new ports, `apply` of a file of
+/// them): two ports sharing an index entry, one with its addresses in the
+/// maps and a prefix, one that has a record already and one with a group
+/// MAC, in one batch. Each ends as one `bind` would leave it; the refused
+/// one fails alone.
+#[test]
+fn a_batch_of_new_ports_binds_each_as_bind_would() {
+    let (ns, pin) = setup(&[
+        ("pga", IFX_A),
+        ("pgb", IFX_B),
+        ("pgc", 9),
+        ("pgd", 10),
+        ("pge", 11),
+    ]);
+    let many: Vec<String> = (1..=MAX_INLINE_ADDRS + 2)
+        .map(|i| format!("192.0.2.{}", 20 + i))
+        .chain(["198.51.100.0/28".to_string()])
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    inside(&ns, &pin, |p| {
+        p.bind(10, "pgd", &binding(MAC_D, &["192.0.2.40"])).unwrap();
+        let mut group = binding(MAC_D, &["192.0.2.50"]);
+        group.mac = PMac([0x03, 0, 0, 0, 0xe0, 0x01]);
+        let (a, b, c, d) = (
+            binding(MAC_A, &["192.0.2.1"]),
+            binding(MAC_B, &["192.0.2.2"]),
+            binding(MAC_C, &many),
+            binding(MAC_D, &["192.0.2.41"]),
+        );
+        let out = bind_new(
+            p,
+            &[
+                (IFX_A, "pga", &a),
+                (IFX_B, "pgb", &b),
+                (9, "pgc", &c),
+                (10, "pgd", &d),
+                (11, "pge", &group),
+            ],
+        );
+        for (k, ifindex) in [IFX_A, IFX_B, 9, 10].into_iter().enumerate() {
+            let got = out[k]
+                .result
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{ifindex}: {e}"));
+            let read = p.port(ifindex).unwrap().expect("a record");
+            assert_eq!(
+                got.binding, read.binding,
+                "what bind_new says is what is pinned"
+            );
+            assert_eq!((got.slot, got.generation), (read.slot, read.generation));
+        }
+        assert!(out[0].before.is_none());
+        assert_eq!(
+            out[3].before.as_ref().and_then(|i| i.binding.clone()),
+            Some(binding(MAC_D, &["192.0.2.40"])),
+            "a port with a record goes through bind"
+        );
+        let err = out[4].result.as_ref().unwrap_err();
+        assert!(err.contains("not a unicast address"), "{err}");
+        assert!(
+            p.port(11).unwrap().is_none(),
+            "the refused port has no record"
+        );
+
+        let run = |p: &mut Pinned, ifx: u32, mac: Mac, src: &str| {
+            run_frame(p.program().unwrap(), ifx, &udp(mac, f::v4(src))).unwrap()
+        };
+        // The first of the two claims the shared entry; the other is found through PORTS.
+        assert_eq!(index_entry(&pin.path, IFX_A).ifindex, IFX_A);
+        assert_eq!(run(p, IFX_A, MAC_A, "192.0.2.1"), XDP_PASS);
+        assert_eq!(run(p, IFX_A, MAC_A, "192.0.2.2"), XDP_DROP);
+        assert_eq!(run(p, IFX_B, MAC_B, "192.0.2.2"), XDP_PASS);
+        assert_eq!(run(p, IFX_B, MAC_A, "192.0.2.1"), XDP_DROP);
+        let c_rec = p.config(9).unwrap().unwrap();
+        assert_eq!(c_rec.flags & flags::HAS_V4_TABLE, flags::HAS_V4_TABLE);
+        for i in 1..=MAX_INLINE_ADDRS + 2 {
+            let ip = format!("192.0.2.{}", 20 + i);
+            assert_eq!(run(p, 9, MAC_C, &ip), XDP_PASS, "{ip}");
+        }
+        assert_eq!(run(p, 9, MAC_C, "198.51.100.5"), XDP_PASS, "prefix");
+        assert_eq!(run(p, 9, MAC_C, "198.51.100.20"), XDP_DROP);
+        assert_eq!(run(p, 10, MAC_D, "192.0.2.41"), XDP_PASS);
+        assert_eq!(run(p, 10, MAC_D, "192.0.2.40"), XDP_DROP, "rebound");
+        assert_eq!(run(p, 11, MAC_D, "192.0.2.50"), XDP_DROP, "no record");
+        assert_eq!(addr_entries(&pin.path), MAX_INLINE_ADDRS + 2);
+
+        let mut slots: Vec<u32> = p.records().unwrap().iter().map(|c| c.slot).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        assert_eq!(slots.len(), 4, "{slots:?}");
+        // The slot cache stays right for the next single bind.
+        p.bind(11, "pge", &binding(MAC_D, &["192.0.2.50"])).unwrap();
+        let mut slots: Vec<u32> = p.records().unwrap().iter().map(|c| c.slot).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        assert_eq!(slots.len(), 5, "{slots:?}");
+    });
+}
+
+/// A batch writer that dies after writing addresses (and records) but
+/// before the `PORTS` flips leaves entries under generation 1 that nothing
+/// names. The next batch must not make them visible: a port then passes
+/// exactly its new addresses.
+#[test]
+fn leftovers_of_an_interrupted_batch_never_become_visible() {
+    let (ns, pin) = setup(&[("pga", IFX_A)]);
+    inside(&ns, &pin, |p| {
+        // Written as the batch writes them: index entry, then address.
+        let open = |name: &str| MapData::from_pin(pin.path.join("maps").join(name)).unwrap();
+        let mut index: aya::maps::HashMap<_, IndexKey, IndexEntry> =
+            aya::maps::HashMap::try_from(Map::HashMap(open("ADDR_INDEX"))).unwrap();
+        let mut v4: aya::maps::HashMap<_, V4Key, u8> =
+            aya::maps::HashMap::try_from(Map::HashMap(open("V4_ADDRS"))).unwrap();
+        for idx in 0..(MAX_INLINE_ADDRS as u32 + 2) {
+            let mut addr = [0u8; 16];
+            addr[..4].copy_from_slice(&[192, 0, 2, 90 + idx as u8]);
+            let key = IndexKey {
+                ifindex: IFX_A,
+                generation: 1,
+                idx,
+            };
+            let e = IndexEntry {
+                family: 4,
+                prefix_len: 32,
+                _pad: [0; 2],
+                addr,
+            };
+            index.insert(key, e, 0).unwrap();
+            let k = V4Key {
+                ifindex: IFX_A,
+                generation: 1,
+                addr: [addr[0], addr[1], addr[2], addr[3]],
+            };
+            v4.insert(k, 1, 0).unwrap();
+        }
+        assert!(p.port(IFX_A).unwrap().is_none(), "nothing names them");
+        let run = |p: &mut Pinned, src: &str| {
+            run_frame(p.program().unwrap(), IFX_A, &udp(MAC_A, f::v4(src))).unwrap()
+        };
+        assert_eq!(run(p, "192.0.2.90"), XDP_DROP);
+
+        // A batch of two (a batch of one would be a plain bind anyway).
+        let many: Vec<String> = (1..=MAX_INLINE_ADDRS + 1)
+            .map(|i| format!("192.0.2.{i}"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let (a, group) = (binding(MAC_A, &many), {
+            let mut g = binding(MAC_B, &["192.0.2.2"]);
+            g.mac = PMac([0x01, 0, 0, 0, 0, 1]);
+            g
+        });
+        let out = bind_new(p, &[(IFX_A, "pga", &a), (IFX_B, "pgb", &group)]);
+        out[0].result.as_ref().unwrap();
+        assert_eq!(p.config(IFX_A).unwrap().unwrap().generation, 1);
+        for i in 0..(MAX_INLINE_ADDRS as u8 + 2) {
+            let ip = format!("192.0.2.{}", 90 + i);
+            assert_eq!(run(p, &ip), XDP_DROP, "leftover {ip} passed");
+        }
+        assert_eq!(run(p, "192.0.2.1"), XDP_PASS);
+        assert_eq!(addr_entries(&pin.path), MAX_INLINE_ADDRS + 1);
+        assert_eq!(
+            p.port(IFX_A).unwrap().unwrap().binding.unwrap().ips.len(),
+            MAX_INLINE_ADDRS + 1,
+            "show lists the new addresses only"
+        );
+    });
 }
