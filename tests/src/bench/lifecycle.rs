@@ -13,8 +13,11 @@
 //! * **Leak**: an orchestrator-like sequence (create the veth with its peer
 //!   in a "VM" namespace, join the bridge, `ip link set up`); a sender in
 //!   the VM starts spoofing 0 ms or 50 ms after `up` returned and keeps
-//!   going for 300 ms; every spoofed frame that the host side received
-//!   past XDP (an AF_PACKET capture on the host-side interface) leaked.
+//!   going for 300 ms; every spoofed frame that reached the bridge (an
+//!   AF_PACKET capture on `br0`, which a broadcast frame reaches once the
+//!   port's filter let it through) leaked. Not a capture on the port itself:
+//!   packet taps there run before tc ingress, so in tc mode they see frames
+//!   the filter then drops.
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -311,7 +314,7 @@ pub fn run(o: &Opts) -> Result<Value> {
                 let t_up = Instant::now();
                 // Bound after `up` (a socket bound to a down interface reports
                 // ENETDOWN); the sender starts after this returns.
-                let cap = netns::Capture::start(&host.name, n)?;
+                let cap = netns::Capture::start(&host.name, "br0")?;
                 let frame = f::eth(
                     [0xff; 6],
                     mac(i),
