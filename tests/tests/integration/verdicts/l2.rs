@@ -24,19 +24,25 @@ fn s1_port_without_record_is_unbound() {
 fn s1_attached_but_unbound_is_fail_closed_and_monitor_does_not_apply() {
     let mut rig = Rig::new(None);
     rig.p.mark_attached(IFINDEX, "lo", ATTACH_NATIVE).unwrap();
-    let mut problems = rig.table(&rows! {
+    let mut problems = rig.table(&[
         row!("legit udp", e4(&u4(own4())), Drop(Reason::UnboundPort)),
         row!("arp", earp(&arp_req(M, own4())), Drop(Reason::UnboundPort)),
         row!("dhcp", f::dhcp_discover(M), Drop(Reason::UnboundPort)),
-        row!("garbage", f::eth(PEER, M, 0x1234, &[]), Drop(Reason::UnboundPort)),
-    });
+        row!(
+            "garbage",
+            f::eth(PEER, M, 0x1234, &[]),
+            Drop(Reason::UnboundPort)
+        ),
+    ]);
     // Bound in monitor mode, then unbound again: still fail closed.
     rig.rebind(with(|b| b.mode = Mode::Monitor));
     rig.p.unbind(IFINDEX).unwrap();
     rig.binding = None;
-    problems.extend(rig.table(&rows! {
-        row!("after unbind", e4(&u4(own4())), Drop(Reason::UnboundPort)),
-    }));
+    problems.extend(rig.table(&[row!(
+        "after unbind",
+        e4(&u4(own4())),
+        Drop(Reason::UnboundPort)
+    )]));
     report(problems);
 }
 
