@@ -13,8 +13,15 @@ pub use reason::{Reason, N_REASONS};
 /// Version of the pinned map layout (keys, values, map set). Stored in `META[0]`.
 pub const LAYOUT_VERSION: u32 = 2;
 
-/// Maximum number of ports (bindings or attached interfaces) per pin directory.
-pub const MAX_PORTS: u32 = 4096;
+/// Port slots of a pin directory whose maps are created without a chosen
+/// capacity (`--max-ports`): slot 0 is reserved, so it holds 4,095 ports
+/// (bindings or attached interfaces). The capacity is fixed when the maps are
+/// created and read back from them afterwards (`PORTS`, `STATS`, `RATE` have
+/// that many entries, `CONFIGS` twice as many).
+pub const DEFAULT_MAX_PORTS: u32 = 4096;
+/// The largest capacity `--max-ports` accepts: every slot costs
+/// `size_of::<PortStats>()` bytes of counters on each possible CPU.
+pub const MAX_PORTS_LIMIT: u32 = 1 << 16;
 /// Entries of `PORT_INDEX`, the direct-mapped ifindex -> record cache (a power of two).
 pub const PORT_INDEX_SLOTS: u32 = 1 << 16;
 /// Exact addresses per family kept in the port record itself (no map lookup).
@@ -133,7 +140,7 @@ pub struct PortConfig {
     /// writes the next generation, then flips this field.
     pub generation: u32,
     pub ifindex: u32,
-    /// Index of this port's counters in `STATS` and bucket state in `RATE` (1..MAX_PORTS).
+    /// Index of this port's counters in `STATS` and bucket state in `RATE` (1..capacity).
     pub slot: u32,
     pub n_v4_inline: u8,
     pub n_v6_inline: u8,

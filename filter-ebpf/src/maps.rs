@@ -1,12 +1,16 @@
 //! Every map of the data path. All are pinned by name under `<pin-dir>/maps`,
 //! so bindings, counters and bucket state outlive the loader and survive upgrades.
+//! The sizes given to `PORTS`, `CONFIGS`, `STATS` and `RATE` are defaults:
+//! userspace sizes them for the pin dir's port capacity when it creates them.
+//! The program never assumes a size: array lookups are bounded by the kernel.
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, PerCpuArray, ProgramArray, RingBuf},
 };
 use filter_common::{
     DropEvent, IndexEntry, IndexKey, PortConfig, PortRef, PortStats, RateState, V4Key, V6Key,
-    EVENTS_RINGBUF_BYTES, MAX_ADDRS, MAX_PORTS, MAX_PREFIXES, PORT_INDEX_SLOTS,
+    DEFAULT_MAX_PORTS as MAX_PORTS, EVENTS_RINGBUF_BYTES, MAX_ADDRS, MAX_PREFIXES,
+    PORT_INDEX_SLOTS,
 };
 
 const NO_PREALLOC: u32 = aya_ebpf::bindings::BPF_F_NO_PREALLOC;

@@ -53,6 +53,8 @@ pub struct Options {
     pub config: PathBuf,
     pub pin_dir: PathBuf,
     pub audit_log: PathBuf,
+    /// Capacity of the maps if it creates them (`--max-ports`).
+    pub max_ports: Option<u32>,
     pub metrics: Option<SocketAddr>,
     pub events_log: Option<PathBuf>,
     pub events_log_max_bytes: u64,
@@ -105,6 +107,7 @@ pub fn reconciler(o: &Options) -> Reconciler {
             audit_log: o.audit_log.clone(),
             prune: o.prune,
             audit_command: "apply".into(),
+            max_ports: o.max_ports,
         },
         reconciler_log,
     )

@@ -194,9 +194,23 @@ pub fn render(p: &Pinned) -> Result<String> {
         "Port records whose interface no longer exists (not exported per port).",
     );
     stale.push(Vec::new(), n_stale);
+    // Every record holds a slot; the capacity was fixed at map creation.
+    let mut slots = Family::new(
+        "portguard_port_slots",
+        "gauge",
+        "Ports this pin dir can hold (--max-ports when its maps were created, minus 1).",
+    );
+    slots.push(Vec::new(), u64::from(p.capacity() - 1));
+    let mut used = Family::new(
+        "portguard_port_slots_used",
+        "gauge",
+        "Port records (bound or attached), each holding one slot.",
+    );
+    used.push(Vec::new(), rows.len() as u64);
     let mut out = String::new();
     for f in [
         &passed_p, &passed_b, &drop_p, &drop_b, &sampled, &lost, &bindings, &attached, &stale,
+        &slots, &used,
     ] {
         f.render(&mut out);
     }

@@ -30,15 +30,15 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     maps::{
-        lpm_trie::Key, Array, HashMap, IterableMap, LpmTrie, Map, MapData, MapError, PerCpuArray,
-        PerCpuValues, ProgramArray,
+        lpm_trie::Key, Array, HashMap, IterableMap, LpmTrie, Map, MapData, MapError, MapInfo,
+        PerCpuArray, PerCpuValues, ProgramArray,
     },
     programs::{SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
 };
 use filter_common::{
     flags, IndexEntry, IndexKey, PortConfig, PortRef, PortStats, RateState, V4Key, V6Key,
-    LAYOUT_VERSION, LPM_PORT_BITS, MAX_PORTS, PORT_INDEX_SLOTS,
+    DEFAULT_MAX_PORTS, LAYOUT_VERSION, LPM_PORT_BITS, MAX_PORTS_LIMIT, PORT_INDEX_SLOTS,
 };
 
 mod bulk;
@@ -93,6 +93,8 @@ pub struct Pinned {
     stats: PerCpuArray<MapData, PortStats>,
     rate: Array<MapData, RateState>,
     program_loaded: bool,
+    /// Port slots of these maps (slot 0 reserved): fixed when they were created.
+    capacity: u32,
     /// The slots in use as last read from PORTS, with the allocation epoch
     /// (see [`Pinned::new_slot`]) at that time.
     slots: Option<(u64, BTreeSet<u32>)>,
@@ -109,18 +111,49 @@ where
 }
 
 impl Pinned {
-    /// Opens (creating on first use) the pinned maps under `dir`.
+    /// Opens (creating on first use, with the default capacity) the pinned
+    /// maps under `dir`.
     pub fn open(dir: &Path) -> Result<Pinned> {
+        Self::open_sized(dir, None)
+    }
+
+    /// Opens the pinned maps under `dir`, creating those that are missing
+    /// sized for `max_ports` port slots (default [`DEFAULT_MAX_PORTS`]).
+    /// Maps that exist keep the capacity they were created with: a different
+    /// `max_ports` is only warned about (resizing means new maps, see
+    /// docs/operations.md).
+    pub fn open_sized(dir: &Path, max_ports: Option<u32>) -> Result<Pinned> {
+        if let Some(n) = max_ports {
+            check_max_ports(n)?;
+        }
         bpffs::ensure(dir)?;
         let maps_dir = dir.join("maps");
         fs::create_dir_all(&maps_dir)
             .with_context(|| format!("cannot create pin directory {}", maps_dir.display()))?;
         check_layout(&maps_dir)?;
+        let capacity = match (pinned_capacity(&maps_dir)?, max_ports) {
+            (Some(have), Some(want)) if have != want => {
+                log::warn!(
+                    "the maps under {} were created for {have} port slots; --max-ports {want} \
+                     applies only to new maps and is ignored",
+                    maps_dir.display()
+                );
+                have
+            }
+            (Some(have), _) => have,
+            (None, want) => want.unwrap_or(DEFAULT_MAX_PORTS),
+        };
 
         let tick = tick_ns()?;
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&maps_dir)
             .override_global("TICK_NS", &tick, true)
+            // Created with these sizes, or opened as pinned: aya then bounds
+            // its own accesses by them, so they must be the pinned sizes.
+            .map_max_entries("PORTS", capacity)
+            .map_max_entries("CONFIGS", 2 * capacity)
+            .map_max_entries("STATS", capacity)
+            .map_max_entries("RATE", capacity)
             .load(EBPF_OBJECT)
             .with_context(|| {
                 format!(
@@ -148,8 +181,14 @@ impl Pinned {
             rate: take(&mut ebpf, "RATE")?,
             ebpf,
             program_loaded: false,
+            capacity,
             slots: None,
         })
+    }
+
+    /// Port slots of these maps; one is reserved, so `capacity() - 1` ports fit.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
     }
 
     pub fn dir(&self) -> &Path {
@@ -721,9 +760,9 @@ impl Pinned {
                 used
             }
         };
-        let slot = (1..MAX_PORTS)
+        let slot = (1..self.capacity)
             .find(|s| !used.contains(s))
-            .ok_or_else(|| anyhow!("all {} port slots are in use", MAX_PORTS - 1))?;
+            .ok_or_else(|| self.full())?;
         used.insert(slot);
         let epoch = self.bump_slot_epoch(lock)?;
         self.slots = Some((epoch, used));
@@ -732,6 +771,17 @@ impl Pinned {
             .set(slot, RateState::default(), 0)
             .context("resetting RATE slot")?;
         Ok(slot)
+    }
+
+    /// The error for a port that finds every slot in use.
+    fn full(&self) -> anyhow::Error {
+        anyhow!(
+            "all {} port slots of {} are in use (its maps were created with \
+             --max-ports {}; a larger capacity needs new maps, see docs/operations.md)",
+            self.capacity - 1,
+            self.dir.display(),
+            self.capacity
+        )
     }
 
     /// Says "slots were allocated" to every other process's cache (see
@@ -916,6 +966,41 @@ pub fn add_stats(sum: &mut PortStats, s: &PortStats) {
     }
     sum.sampled_out += sampled_out;
     sum.events_lost += events_lost;
+}
+
+/// A capacity `--max-ports` may ask for.
+pub fn check_max_ports(n: u32) -> Result<()> {
+    if !(2..=MAX_PORTS_LIMIT).contains(&n) {
+        bail!("--max-ports {n} is out of range: a pin dir holds 2 to {MAX_PORTS_LIMIT} port slots");
+    }
+    Ok(())
+}
+
+/// The port capacity of the maps under `maps_dir`, if any of them exist:
+/// `PORTS`, `STATS` and `RATE` have one entry per slot, `CONFIGS` two. A
+/// set that disagrees (maps of different creators) is refused.
+fn pinned_capacity(maps_dir: &Path) -> Result<Option<u32>> {
+    let mut found: Option<(u32, &str)> = None;
+    for (name, per_slot) in [("PORTS", 1), ("CONFIGS", 2), ("STATS", 1), ("RATE", 1)] {
+        let path = maps_dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let n = MapInfo::from_pin(&path)
+            .with_context(|| format!("cannot open pinned map {}", path.display()))?
+            .max_entries()
+            / per_slot;
+        match found {
+            Some((m, other)) if m != n => bail!(
+                "pinned maps in {} disagree on the port capacity ({other}: {m}, {name}: {n}); \
+                 they were not created together",
+                maps_dir.display()
+            ),
+            Some(_) => {}
+            None => found = Some((n, name)),
+        }
+    }
+    Ok(found.map(|(n, _)| n))
 }
 
 /// Refuses pinned maps written by a build with another layout.

@@ -57,6 +57,7 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
     let store = a.etcd.config()?;
     super::require_root()?;
     let mut o = AgentOptions::new(&a.host, store, ctx.pin_dir.clone(), ctx.audit_log.clone());
+    o.max_ports = ctx.max_ports;
     o.snapshot = a.snapshot;
     o.relist_every = relist;
     o.recheck_every = recheck;

@@ -65,7 +65,7 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
         return Ok(());
     }
 
-    let (mut p, _lock) = state::open_locked(pin_dir)?;
+    let (mut p, _lock) = state::open_locked(pin_dir, ctx.max_ports)?;
     let plan = state::plan(&p, &st, opts)?;
     let log = AuditLog::new(&ctx.audit_log);
     // One write and one fsync for the whole plan (thousands of new ports).

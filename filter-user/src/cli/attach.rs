@@ -27,7 +27,7 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
     let lines = audited(&log, AuditEntry::new("attach", Some(&a.iface)), |e| {
         super::require_root()?;
         let ifindex = iface::ethernet_port(&a.iface)?;
-        let mut p = Pinned::open(pin_dir)?;
+        let mut p = Pinned::open_sized(pin_dir, ctx.max_ports)?;
         e.before = port_json(&p, ifindex);
         let r = attach(&mut p, &a.iface, a.mode);
         e.after = port_json(&p, ifindex);

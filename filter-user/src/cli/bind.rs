@@ -104,7 +104,7 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
         let b = a.binding()?;
         super::require_root()?;
         let ifindex = iface::ethernet_port(&a.iface)?;
-        let mut p = Pinned::open(pin_dir)?;
+        let mut p = Pinned::open_sized(pin_dir, ctx.max_ports)?;
         e.before = port_json(&p, ifindex);
         let r = p
             .bind(ifindex, &a.iface, &b)

@@ -57,6 +57,7 @@ pub fn run(ctx: &super::Ctx, a: Args) -> Result<()> {
         config: a.config,
         pin_dir: ctx.pin_dir.clone(),
         audit_log: ctx.audit_log.clone(),
+        max_ports: ctx.max_ports,
         metrics: a.metrics,
         events_log: a.events_log,
         events_log_max_bytes: a.events_log_max_bytes,

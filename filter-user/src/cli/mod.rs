@@ -41,6 +41,20 @@ pub struct Cli {
     )]
     pub audit_log: PathBuf,
 
+    /// Port slots of a pin dir whose maps are created by this command (one
+    /// is reserved: the default 4096 holds 4,095 ports). Fixed at creation;
+    /// existing maps keep theirs (a different value is warned about). Each
+    /// slot costs 544 bytes of counters per possible CPU.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "PORTGUARD_MAX_PORTS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(2..=filter_common::MAX_PORTS_LIMIT as i64)
+    )]
+    pub max_ports: Option<u32>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -82,6 +96,8 @@ pub enum Command {
 pub struct Ctx {
     pub pin_dir: PathBuf,
     pub audit_log: PathBuf,
+    /// Capacity of maps created now (`--max-ports`).
+    pub max_ports: Option<u32>,
 }
 
 pub fn run() -> Result<()> {
@@ -108,6 +124,7 @@ pub fn run() -> Result<()> {
     let ctx = Ctx {
         pin_dir: cli.pin_dir,
         audit_log: cli.audit_log,
+        max_ports: cli.max_ports,
     };
     match cli.command {
         Command::Attach(a) => attach::run(&ctx, a),

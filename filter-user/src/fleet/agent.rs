@@ -40,6 +40,8 @@ pub struct AgentOptions {
     pub store: StoreConfig,
     pub pin_dir: PathBuf,
     pub audit_log: PathBuf,
+    /// Capacity of the maps if it creates them (`--max-ports`).
+    pub max_ports: Option<u32>,
     /// Where the fail-static snapshot is kept (None: no snapshot).
     pub snapshot: Option<PathBuf>,
     /// Full list for drift, this often (jittered +-10%).
@@ -61,6 +63,7 @@ impl AgentOptions {
             store,
             pin_dir,
             audit_log,
+            max_ports: None,
             snapshot: None,
             relist_every: Duration::from_secs(300),
             recheck_every: Duration::from_secs(2),
@@ -208,7 +211,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     keys::check_name("host", &o.host).map_err(|e| AgentError::Config(e.to_string()))?;
-    let host = Host::new(&o.pin_dir, &o.audit_log)?;
+    let host = Host::new(&o.pin_dir, &o.audit_log, o.max_ports)?;
     // Subscribed before the first list, so no link change falls between.
     let links = link_events();
     let client = store::connect(&o.store, true).await?;
@@ -219,6 +222,7 @@ pub async fn run(
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             started_at: now(),
+            port_capacity: host.port_capacity(),
             ..Default::default()
         },
         o,

@@ -67,6 +67,7 @@ pub struct Host {
     /// The reconciler's lines until the call that made them returns: a sync
     /// of thousands of ports logs as many lines, one write(2) each otherwise.
     log: Arc<Mutex<Vec<u8>>>,
+    port_capacity: u32,
 }
 
 /// A line the reconciler logs for a port it changed (`+` bind, `~` change, `-` remove).
@@ -80,6 +81,7 @@ impl Host {
     pub fn new(
         pin_dir: &std::path::Path,
         audit_log: &std::path::Path,
+        max_ports: Option<u32>,
     ) -> Result<Host, ConvergeError> {
         let changes = Arc::new(AtomicU64::new(0));
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -90,6 +92,7 @@ impl Host {
                 audit_log: audit_log.to_path_buf(),
                 prune: true,
                 audit_command: "agent".into(),
+                max_ports,
             },
             move |line| {
                 if is_change(line) {
@@ -100,11 +103,16 @@ impl Host {
                 }
             },
         );
-        let mut host = Host { r, changes, log };
+        let mut host = Host {
+            r,
+            changes,
+            log,
+            port_capacity: 0,
+        };
         // Kept open for the first convergence (the object is parsed once).
         let opened = host.r.open().map_err(cerr);
         host.flush_log();
-        opened?;
+        host.port_capacity = opened?;
         Ok(host)
     }
 
@@ -123,6 +131,11 @@ impl Host {
     fn logged<T>(&self, r: T) -> T {
         self.flush_log();
         r
+    }
+
+    /// Ports the pin dir holds (fixed when its maps were created).
+    pub fn port_capacity(&self) -> u32 {
+        self.port_capacity
     }
 
     /// Ports changed in the kernel so far.

@@ -47,6 +47,9 @@ pub struct AgentStatus {
     pub enforced: usize,
     pub pending: usize,
     pub error: usize,
+    /// Ports the host's pin dir can hold (`--max-ports` less 1): ports
+    /// beyond it are `error`.
+    pub port_capacity: u32,
     /// Ports changed in the kernel since the agent started.
     pub changes: u64,
     /// Complete lists since the agent started (the first, then after cancelled watches and periodically).

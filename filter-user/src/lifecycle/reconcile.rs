@@ -55,6 +55,8 @@ pub struct Options {
     pub prune: bool,
     /// `command` of the audit entries it writes (e.g. "apply", "agent").
     pub audit_command: String,
+    /// Capacity of the maps if it creates them (`--max-ports`).
+    pub max_ports: Option<u32>,
 }
 
 /// Where a desired port stands.
@@ -288,8 +290,10 @@ impl Reconciler {
 
     /// Opens the pinned state now, creating the pin directory and maps on
     /// first use (under the pin-dir lock, as every change).
-    pub fn open(&mut self) -> Result<()> {
-        self.with(|_, _| Ok(()))
+    /// Returns the ports the pin dir can hold (its capacity less the
+    /// reserved slot).
+    pub fn open(&mut self) -> Result<u32> {
+        self.with(|_, p| Ok(p.capacity() - 1))
     }
 
     /// Loads (verifies) the programs on a thread of their own, so that
@@ -304,11 +308,14 @@ impl Reconciler {
         }
         // Opened here: parsing the object in the thread would leave its
         // garbage in that thread's own heap arena (~20 MB more resident).
-        let dir = self.o.pin_dir.clone();
+        let (dir, max_ports) = (self.o.pin_dir.clone(), self.o.max_ports);
         let opened = (|| -> Result<(u64, Pinned)> {
             bpffs::ensure(&dir)?;
             let _lock: File = state::lock(&dir)?;
-            Ok((maps_ino(&dir).unwrap_or(0), Pinned::open(&dir)?))
+            Ok((
+                maps_ino(&dir).unwrap_or(0),
+                Pinned::open_sized(&dir, max_ports)?,
+            ))
         })();
         let (ino, mut p) = match opened {
             Ok(v) => v,
@@ -375,7 +382,7 @@ impl Reconciler {
     /// Runs `f` with the pinned state open, under the pin dir's lock (the
     /// one `apply` takes), reopening it if its maps were recreated.
     fn with<T>(&mut self, f: impl FnOnce(&mut Self, &mut Pinned) -> Result<T>) -> Result<T> {
-        let dir = self.o.pin_dir.clone();
+        let (dir, max_ports) = (self.o.pin_dir.clone(), self.o.max_ports);
         bpffs::ensure(&dir)?;
         fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create pin directory {}", dir.display()))?;
@@ -388,7 +395,10 @@ impl Reconciler {
             Some((i, p)) if Some(i) == ino => (i, p),
             // Not verified here: an attach loads the programs on first use,
             // [`Reconciler::warm_up`] ahead of that.
-            _ => (maps_ino(&dir).unwrap_or(0), Pinned::open(&dir)?),
+            _ => (
+                maps_ino(&dir).unwrap_or(0),
+                Pinned::open_sized(&dir, max_ports)?,
+            ),
         };
         let r = f(self, &mut p);
         self.pinned = Some((ino, p));

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{anyhow, Context, Result};
 use aya::maps::IterableMap;
-use filter_common::{IndexKey, PortRef, RateState, MAX_PORTS};
+use filter_common::{IndexKey, PortRef, RateState};
 
 use super::{host_keys, index_slot, net_index, Pinned, PortInfo};
 use crate::{
@@ -74,15 +74,12 @@ impl Pinned {
                     one_by_one.push(i);
                     continue;
                 }
-                while next < MAX_PORTS && slots.contains(&next) {
+                while next < self.capacity && slots.contains(&next) {
                     next += 1;
                 }
-                if next >= MAX_PORTS {
+                if next >= self.capacity {
                     recorded.remove(&np.ifindex);
-                    out[i] = Some(failed(anyhow!(
-                        "all {} port slots are in use",
-                        MAX_PORTS - 1
-                    )));
+                    out[i] = Some(failed(self.full()));
                     continue;
                 }
                 slots.insert(next);

@@ -212,10 +212,10 @@ pub fn lock(pin_dir: &Path) -> Result<File> {
 
 /// Opens the pinned state under the [`lock`] (taken before the maps are
 /// opened, so that two first-time `apply`s do not race to create them).
-pub fn open_locked(pin_dir: &Path) -> Result<(Pinned, File)> {
+pub fn open_locked(pin_dir: &Path, max_ports: Option<u32>) -> Result<(Pinned, File)> {
     crate::bpffs::ensure(pin_dir)?;
     std::fs::create_dir_all(pin_dir)
         .with_context(|| format!("cannot create pin directory {}", pin_dir.display()))?;
     let l = lock(pin_dir)?;
-    Ok((Pinned::open(pin_dir)?, l))
+    Ok((Pinned::open_sized(pin_dir, max_ports)?, l))
 }

@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use etcd_client::{EventType, GetOptions, Txn, TxnOp, WatchOptions};
-use filter_common::MAX_PORTS;
+use filter_common::DEFAULT_MAX_PORTS;
 use serde_json::{json, Value};
 
 use crate::{
@@ -36,6 +36,8 @@ pub struct FleetOpts {
     pub samples: usize,
     /// Simulated hosts for the etcd load figure (100 ports each).
     pub hosts: usize,
+    /// The agent's `--max-ports` (the pin dir is created by it).
+    pub max_ports: u32,
 }
 
 impl FleetOpts {
@@ -45,14 +47,16 @@ impl FleetOpts {
                 ports: 2_000,
                 samples: 30,
                 hosts: 100,
+                max_ports: DEFAULT_MAX_PORTS,
             }
         } else {
             FleetOpts {
-                // A pin dir holds at most MAX_PORTS - 1 ports (one STATS/RATE
-                // slot each); the put -> enforced ports take some of them.
-                ports: 10_000.min(MAX_PORTS as usize - 1 - (200 + 1)),
+                ports: 10_000,
                 samples: 200,
                 hosts: 1_000,
+                // 10,000 sync ports + 201 put -> enforced ports, one slot
+                // each: more than the default 4,095.
+                max_ports: 16_384,
             }
         }
     }
@@ -113,6 +117,7 @@ fn percentile(v: &[f64], p: f64) -> f64 {
 }
 
 struct Agent<'a> {
+    max_ports: u32,
     lab: &'a Lab,
     tmp: &'a TmpDir,
     cluster: &'a Cluster,
@@ -126,6 +131,8 @@ impl Agent<'_> {
             self.lab.pin_dir.display().to_string(),
             "--audit-log".into(),
             self.tmp.s("audit.jsonl"),
+            "--max-ports".into(),
+            self.max_ports.to_string(),
             "agent".into(),
             "--host".into(),
             "hv1".into(),
@@ -190,6 +197,7 @@ pub fn run(quick: bool) -> Result<Value> {
         o.samples, o.ports
     );
     let a = Agent {
+        max_ports: o.max_ports,
         lab: &lab,
         tmp: &tmp,
         cluster: &cluster,
@@ -383,6 +391,7 @@ pub fn run(quick: bool) -> Result<Value> {
         },
         "sync": {
             "ports": n + l,
+            "max_ports": o.max_ports,
             "attach": "the N sync ports are bindings only (attach: false); the put->enforced ports are attached",
             "write_bindings_seconds": write_s,
             "initial_sync_seconds": sync_s,

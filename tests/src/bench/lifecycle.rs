@@ -71,6 +71,7 @@ fn reconciler_thread(
                     audit_log: audit,
                     prune: false,
                     audit_command: "bench".into(),
+                    max_ports: None,
                 },
                 |_| {},
             );

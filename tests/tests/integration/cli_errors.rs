@@ -312,6 +312,11 @@ fn argument_syntax_errors_are_one_line() {
             case(&["bind", "vm1", "--ip", "192.0.2.1"], &["--mac"]),
             case(&["attach", "vm2", "--mode", "turbo"], &["turbo"]),
             case(&["frobnicate", "vm1"], &["frobnicate"]),
+            case(
+                &["--max-ports", "1", "attach", "vm2"],
+                &["--max-ports", "1"],
+            ),
+            case(&["--max-ports", "65537", "attach", "vm2"], &["65537"]),
         ],
     ));
 }
@@ -341,6 +346,58 @@ fn errors_on_fresh_pin_dir_leave_nothing() {
     let o = lab.pg(&["stats", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(cli::json(&o), serde_json::json!([]));
+}
+
+/// A pin dir created for one port (`--max-ports 2`: slot 0 is reserved)
+/// refuses a second one, attach or bind, saying why and what to do, and
+/// changes nothing; existing maps keep their capacity when asked for another.
+#[test]
+fn a_full_pin_dir_refuses_the_next_port() {
+    let lab = Lab::new(2);
+    lab.pg_ok(&["--max-ports", "2", "attach", "vm1"]);
+    let stats = lab.pin_dir.join("maps/STATS");
+    let entries = || {
+        aya::maps::MapInfo::from_pin(&stats)
+            .expect("STATS")
+            .max_entries()
+    };
+    assert_eq!(entries(), 2);
+    let vm2 = f::mac_str(&lab.vm(2).mac());
+    report(check(
+        &lab,
+        &[
+            case(&["attach", "vm2"], &["all 1 port slots", "--max-ports 2"]),
+            case(
+                &["bind", "vm2", "--mac", &vm2, "--ip", "192.0.2.2"],
+                &["all 1 port slots"],
+            ),
+        ],
+    ));
+    // Asking existing maps for another capacity: a warning, then the same error.
+    let before = show(&lab);
+    let o = lab.pg(&["--max-ports", "64", "attach", "vm2"]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("warning") && lines[0].contains("created for 2 port slots"),
+        "{err}"
+    );
+    assert!(lines[1].contains("all 1 port slots"), "{err}");
+    assert_eq!(show(&lab), before);
+    assert_eq!(entries(), 2, "existing maps are never resized");
+    let m = stdout(&lab.pg_ok(&["metrics", "--once"]));
+    for want in ["portguard_port_slots 1", "portguard_port_slots_used 1"] {
+        assert!(m.lines().any(|l| l == want), "no {want:?} in\n{m}");
+    }
+    lab.pg_ok(&["detach", "vm1"]);
+    lab.pg_ok(&["--max-ports", "64", "attach", "vm2"]);
+    assert_eq!(
+        entries(),
+        64,
+        "the last detach removed the maps; new ones take 64"
+    );
 }
 
 /// The good path for comparison: the state the error tests protect is what

@@ -31,6 +31,8 @@ struct Host {
     // Dropped first: a live agent would recreate the pin dir the lab removes.
     agent: Option<Proc>,
     name: String,
+    /// The agent's `--max-ports` (None: the default).
+    max_ports: Option<u32>,
     lab: Lab,
     tmp: TmpDir,
 }
@@ -42,6 +44,7 @@ impl Host {
         let tmp = TmpDir::new(&lab, "fleet");
         Host {
             name: name.to_string(),
+            max_ports: None,
             lab,
             tmp,
             agent: None,
@@ -58,12 +61,11 @@ impl Host {
         let pin = self.lab.pin_dir.display().to_string();
         let audit = self.audit_log().display().to_string();
         let snap = self.tmp.s("snapshot.json");
-        let mut argv: Vec<String> = vec![
-            bin,
-            "--pin-dir".into(),
-            pin,
-            "--audit-log".into(),
-            audit,
+        let mut argv: Vec<String> = vec![bin, "--pin-dir".into(), pin, "--audit-log".into(), audit];
+        if let Some(n) = self.max_ports {
+            argv.extend(["--max-ports".into(), n.to_string()]);
+        }
+        argv.extend([
             "agent".into(),
             "--host".into(),
             self.name.clone(),
@@ -71,7 +73,7 @@ impl Host {
             snap,
             "--recheck-interval".into(),
             "0.5".into(),
-        ];
+        ]);
         argv.extend(cluster.client_args(cert_user));
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let n = std::fs::read_dir(&self.tmp.0)
@@ -226,6 +228,7 @@ fn put_enforces_delete_removes_and_a_bad_value_is_that_ports_error() {
     assert!(!h.bound("vm3"), "a refused value binds nothing");
     assert_eq!(st["agent"]["enforced"], 2, "{st:#}");
     assert_eq!(st["agent"]["error"], 1, "{st:#}");
+    assert_eq!(st["agent"]["port_capacity"], 4095, "the default: {st:#}");
 
     let before = h.lab.counters(h.vm(1));
     assert_eq!(
@@ -867,6 +870,37 @@ fn a_port_follows_its_interface_going_and_coming_back() {
     // Forwarding through the bridge needs the new port to be forwarding.
     assert!(eventually(10, || legit_delivered(h.vm(1), h.vm(2))));
     assert_eq!(spoofed_delivered(h.vm(1), h.vm(2), 3), 0);
+}
+
+/// A host whose pin dir is full (`--max-ports 3`: 2 ports) reports the
+/// port that does not fit as `error`, saying why, applies the others, and
+/// enforces it once a slot is freed (error ports are retried).
+#[test]
+fn a_port_beyond_the_hosts_capacity_is_an_error_until_a_slot_frees() {
+    tools();
+    let mut cluster = Cluster::start(3, &["hv1"]);
+    let mut h = Host::new(&mut cluster, "hv1", 3);
+    h.max_ports = Some(3);
+    h.start_agent(&cluster);
+    for (id, vm) in [("p1", 1), ("p2", 2)] {
+        h.put(&cluster, id, vm);
+        wait_state(&cluster, &h, id, "enforced", 30);
+    }
+    h.put(&cluster, "p3", 3);
+    wait_state(&cluster, &h, "p3", "error", 30);
+    let st = h.status(&cluster);
+    let msg = port_message(&st, "p3");
+    assert!(msg.contains("all 2 port slots"), "{msg}\n{st:#}");
+    assert_eq!(st["agent"]["port_capacity"], 2, "{st:#}");
+    assert!(!h.bound("vm3"));
+    assert!(h.bound("vm1") && h.bound("vm2"));
+
+    let o = cluster.fleet(&h.lab.host, "orchestrator", &["delete", "hv1", "p1"]);
+    assert!(o.status.success(), "fleet delete: {}", cli::stderr(&o));
+    wait_state(&cluster, &h, "p3", "enforced", 30);
+    assert!(h.bound("vm3") && !h.bound("vm1"));
+    assert!(eventually(10, || legit_delivered(h.vm(3), h.vm(2))));
+    assert_eq!(spoofed_delivered(h.vm(3), h.vm(2), 3), 0);
 }
 
 #[test]

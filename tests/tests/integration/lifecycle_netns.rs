@@ -852,6 +852,7 @@ fn reconciler_api() {
         audit_log: env.tmp.path("audit.jsonl"),
         prune: true,
         audit_command: "test".into(),
+        max_ports: None,
     };
     let ip = |args: &[&str]| {
         let mut v = vec!["ip", "-n", host.as_str()];

@@ -508,3 +508,102 @@ fn leftovers_of_an_interrupted_batch_never_become_visible() {
         );
     });
 }
+
+fn max_entries(pin: &Path, name: &str) -> u32 {
+    aya::maps::MapInfo::from_pin(pin.join("maps").join(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .max_entries()
+}
+
+/// A pin dir's port capacity is chosen when its maps are created
+/// (`--max-ports`) and read back from them by every later open: a full pin
+/// dir refuses the next port alone (batched or not), a freed slot is
+/// reused, and a different capacity asked of existing maps changes nothing.
+#[test]
+fn capacity_is_chosen_at_creation_and_kept() {
+    let pin = PinDir::new();
+    let mut p = Pinned::open_sized(&pin.path, Some(8)).expect("Pinned::open_sized");
+    assert_eq!(p.capacity(), 8);
+    for (name, n) in [("PORTS", 8), ("CONFIGS", 16), ("STATS", 8), ("RATE", 8)] {
+        assert_eq!(max_entries(&pin.path, name), n, "{name}");
+    }
+    let b = binding(MAC_A, &["192.0.2.1"]);
+    let names: Vec<String> = (0..8).map(|i| format!("pgc{i}")).collect();
+    let batch: Vec<(u32, &str, &Binding)> = (0..8)
+        .map(|i| (2000 + i as u32, names[i].as_str(), &b))
+        .collect();
+    let out = bind_new(&mut p, &batch);
+    for (i, o) in out[..7].iter().enumerate() {
+        assert!(o.result.is_ok(), "port {i}: {:?}", o.result);
+    }
+    let err = out[7].result.as_ref().unwrap_err();
+    assert!(err.contains("all 7 port slots"), "{err}");
+    assert!(
+        p.port(2007).unwrap().is_none(),
+        "the refused port has no record"
+    );
+    let err = p.bind(2008, "pgc8", &b).unwrap_err().to_string();
+    assert!(err.contains("all 7 port slots"), "{err}");
+    assert_eq!(p.records().unwrap().len(), 7);
+
+    p.unbind(2003).unwrap();
+    p.bind(2008, "pgc8", &b).expect("a freed slot is reused");
+    drop(p);
+
+    let p = Pinned::open(&pin.path).unwrap();
+    assert_eq!(p.capacity(), 8, "read back from the maps");
+    let p = Pinned::open_sized(&pin.path, Some(64)).unwrap();
+    assert_eq!(p.capacity(), 8, "existing maps keep their capacity");
+    assert_eq!(max_entries(&pin.path, "STATS"), 8);
+    assert_eq!(p.records().unwrap().len(), 7);
+    assert!(
+        Pinned::open_sized(&pin.path, Some(1)).is_err(),
+        "out of range"
+    );
+}
+
+/// Above the default capacity the data path is unchanged: a port in slot
+/// 4,200 of a pin dir created for 4,201 is judged and counted in that slot.
+#[test]
+fn ports_beyond_the_default_capacity_are_enforced_and_counted() {
+    const N: u32 = 4_201;
+    let (ns, pin) = setup(&[("pga", IFX_A)]);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter_netns(&ns.0).expect("setns");
+            let mut p = Pinned::open_sized(&pin.path, Some(N)).expect("open_sized");
+            // Slots 1..N-1 for bindings without interfaces, the last for pga.
+            let b = binding(MAC_B, &["192.0.2.9"]);
+            let names: Vec<String> = (0..N - 2).map(|i| format!("pgf{i}")).collect();
+            let batch: Vec<(u32, &str, &Binding)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (100_000 + i as u32, n.as_str(), &b))
+                .collect();
+            for o in bind_new(&mut p, &batch) {
+                o.result.expect("filler port");
+            }
+            p.bind(IFX_A, "pga", &binding(MAC_A, &["192.0.2.1"]))
+                .unwrap();
+            let slot = p.port(IFX_A).unwrap().expect("record").slot;
+            assert_eq!(slot, N - 1);
+            let legit = udp(MAC_A, f::v4("192.0.2.1"));
+            let spoof = udp(MAC_A, f::v4("192.0.2.9"));
+            assert_eq!(
+                run_frame(p.program().unwrap(), IFX_A, &legit).unwrap(),
+                XDP_PASS
+            );
+            assert_eq!(
+                run_frame(p.program().unwrap(), IFX_A, &spoof).unwrap(),
+                XDP_DROP
+            );
+            let c = p.slot_counters(slot).unwrap();
+            assert_eq!(c.passed.packets, 1);
+            assert_eq!(c.dropped[Reason::Ipv4Spoof as usize].packets, 1);
+            let err = p.bind(IFX_B, "pgb", &b).unwrap_err().to_string();
+            assert!(err.contains(&format!("all {} port slots", N - 1)), "{err}");
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    });
+}
