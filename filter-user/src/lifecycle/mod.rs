@@ -15,6 +15,7 @@
 //!         audit_log: "/var/log/portguard/audit.jsonl".into(),
 //!         prune: true,
 //!         audit_command: "agent".into(),
+//!         max_ports: Some(16384),
 //!     },
 //!     |line| eprintln!("{line}"),
 //! );

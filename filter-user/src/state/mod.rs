@@ -41,7 +41,8 @@
 //! use portguard::{spec::PortSpec, state::{self, PlanOptions, State}};
 //! let specs: Vec<PortSpec> = serde_json::from_str(r#"[{"iface": "vm1", "mac": "02:00:00:00:00:01"}]"#)?;
 //! let st = State::from_specs(specs, "etcd")?;
-//! let (mut p, _lock) = state::open_locked("/sys/fs/bpf/portguard".as_ref())?;
+//! // None: maps created now get the default capacity (`--max-ports`).
+//! let (mut p, _lock) = state::open_locked("/sys/fs/bpf/portguard".as_ref(), None)?;
 //! let plan = state::plan(&p, &st, PlanOptions { prune: false, skip_missing: true })?;
 //! state::apply(&mut p, &plan, &mut |outcome| println!("{}", outcome.plan.describe()))?;
 //! # Ok(()) }
