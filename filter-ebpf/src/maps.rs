@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use filter_common::{
     DropEvent, IndexEntry, IndexKey, PortConfig, PortRef, PortStats, RateState, V4Key, V6Key,
-    DEFAULT_MAX_PORTS as MAX_PORTS, EVENTS_RINGBUF_BYTES, MAX_ADDRS, MAX_PREFIXES,
+    DEFAULT_MAX_PORTS, EVENTS_RINGBUF_BYTES, MAX_ADDRS, MAX_PREFIXES,
     PORT_INDEX_SLOTS,
 };
 
@@ -18,7 +18,7 @@ const NO_PREALLOC: u32 = aya_ebpf::bindings::BPF_F_NO_PREALLOC;
 /// ifindex -> where the port's live record is in `CONFIGS`. Every port has
 /// one; the data path reads it only when `PORT_INDEX` does not hold the port.
 #[map]
-pub static PORTS: HashMap<u32, PortRef> = HashMap::pinned(MAX_PORTS, 0);
+pub static PORTS: HashMap<u32, PortRef> = HashMap::pinned(DEFAULT_MAX_PORTS, 0);
 
 /// `ifindex % PORT_INDEX_SLOTS` -> the same `PortRef`, when that entry is this
 /// port's (its `ifindex` matches): one array lookup, which the verifier
@@ -30,7 +30,7 @@ pub static PORT_INDEX: Array<PortRef> = Array::pinned(PORT_INDEX_SLOTS, 0);
 /// Port records, two halves per slot (`PortRef::cfg`); index 0 (slot 0) is
 /// never written: all zero, it is the unbound record of interfaces with none.
 #[map]
-pub static CONFIGS: Array<PortConfig> = Array::pinned(2 * MAX_PORTS, 0);
+pub static CONFIGS: Array<PortConfig> = Array::pinned(2 * DEFAULT_MAX_PORTS, 0);
 
 /// (ifindex, generation, address) -> 1: exact bound addresses, O(1).
 #[map]
@@ -46,11 +46,11 @@ pub static V6_PREFIXES: LpmTrie<V6Key, u8> = LpmTrie::pinned(MAX_PREFIXES, 0);
 
 /// Counters by port slot (`PortConfig::slot`); slot 0 counts ports with no record.
 #[map]
-pub static STATS: PerCpuArray<PortStats> = PerCpuArray::pinned(MAX_PORTS, 0);
+pub static STATS: PerCpuArray<PortStats> = PerCpuArray::pinned(DEFAULT_MAX_PORTS, 0);
 
 /// Token-bucket state by port slot, shared by all CPUs (updated with cmpxchg).
 #[map]
-pub static RATE: Array<RateState> = Array::pinned(MAX_PORTS, 0);
+pub static RATE: Array<RateState> = Array::pinned(DEFAULT_MAX_PORTS, 0);
 
 /// Sampled drop events.
 #[map]

@@ -200,7 +200,7 @@ pub fn render(p: &Pinned) -> Result<String> {
         "gauge",
         "Ports this pin dir can hold (--max-ports when its maps were created, minus 1).",
     );
-    slots.push(Vec::new(), u64::from(p.capacity() - 1));
+    slots.push(Vec::new(), u64::from(p.port_capacity()));
     let mut used = Family::new(
         "portguard_port_slots_used",
         "gauge",

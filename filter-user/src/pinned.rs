@@ -186,9 +186,14 @@ impl Pinned {
         })
     }
 
-    /// Port slots of these maps; one is reserved, so `capacity() - 1` ports fit.
+    /// Port slots of these maps (`--max-ports` when they were created).
     pub fn capacity(&self) -> u32 {
         self.capacity
+    }
+
+    /// Ports these maps hold: every slot but the reserved slot 0.
+    pub fn port_capacity(&self) -> u32 {
+        self.capacity - 1
     }
 
     pub fn dir(&self) -> &Path {
@@ -778,7 +783,7 @@ impl Pinned {
         anyhow!(
             "all {} port slots of {} are in use (its maps were created with \
              --max-ports {}; a larger capacity needs new maps, see docs/operations.md)",
-            self.capacity - 1,
+            self.port_capacity(),
             self.dir.display(),
             self.capacity
         )
@@ -968,8 +973,9 @@ pub fn add_stats(sum: &mut PortStats, s: &PortStats) {
     sum.events_lost += events_lost;
 }
 
-/// A capacity `--max-ports` may ask for.
-pub fn check_max_ports(n: u32) -> Result<()> {
+/// A capacity `--max-ports` may ask for (the CLI's parser checks the same
+/// range; this is for library callers of [`Pinned::open_sized`]).
+fn check_max_ports(n: u32) -> Result<()> {
     if !(2..=MAX_PORTS_LIMIT).contains(&n) {
         bail!("--max-ports {n} is out of range: a pin dir holds 2 to {MAX_PORTS_LIMIT} port slots");
     }

@@ -159,6 +159,13 @@ impl PinDir {
     }
 }
 
+/// `max_entries` of map `name` pinned under `<pin_dir>/maps`.
+pub fn map_max_entries(pin_dir: &Path, name: &str) -> u32 {
+    aya::maps::MapInfo::from_pin(pin_dir.join("maps").join(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .max_entries()
+}
+
 impl Default for PinDir {
     fn default() -> Self {
         PinDir::new()

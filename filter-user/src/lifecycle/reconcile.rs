@@ -293,7 +293,7 @@ impl Reconciler {
     /// Returns the ports the pin dir can hold (its capacity less the
     /// reserved slot).
     pub fn open(&mut self) -> Result<u32> {
-        self.with(|_, p| Ok(p.capacity() - 1))
+        self.with(|_, p| Ok(p.port_capacity()))
     }
 
     /// Loads (verifies) the programs on a thread of their own, so that

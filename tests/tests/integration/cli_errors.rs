@@ -355,12 +355,7 @@ fn errors_on_fresh_pin_dir_leave_nothing() {
 fn a_full_pin_dir_refuses_the_next_port() {
     let lab = Lab::new(2);
     lab.pg_ok(&["--max-ports", "2", "attach", "vm1"]);
-    let stats = lab.pin_dir.join("maps/STATS");
-    let entries = || {
-        aya::maps::MapInfo::from_pin(&stats)
-            .expect("STATS")
-            .max_entries()
-    };
+    let entries = || portguard_tests::netns::map_max_entries(&lab.pin_dir, "STATS");
     assert_eq!(entries(), 2);
     let vm2 = f::mac_str(&lab.vm(2).mac());
     report(check(

@@ -23,7 +23,7 @@ use portguard::{
 };
 use portguard_tests::{
     frames::{self as f, Mac},
-    netns::{cmd, enter_netns, must, unique_id, PinDir},
+    netns::{cmd, enter_netns, map_max_entries, must, unique_id, PinDir},
 };
 
 const XDP_DROP: u32 = 1;
@@ -509,12 +509,6 @@ fn leftovers_of_an_interrupted_batch_never_become_visible() {
     });
 }
 
-fn max_entries(pin: &Path, name: &str) -> u32 {
-    aya::maps::MapInfo::from_pin(pin.join("maps").join(name))
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
-        .max_entries()
-}
-
 /// A pin dir's port capacity is chosen when its maps are created
 /// (`--max-ports`) and read back from them by every later open: a full pin
 /// dir refuses the next port alone (batched or not), a freed slot is
@@ -525,7 +519,7 @@ fn capacity_is_chosen_at_creation_and_kept() {
     let mut p = Pinned::open_sized(&pin.path, Some(8)).expect("Pinned::open_sized");
     assert_eq!(p.capacity(), 8);
     for (name, n) in [("PORTS", 8), ("CONFIGS", 16), ("STATS", 8), ("RATE", 8)] {
-        assert_eq!(max_entries(&pin.path, name), n, "{name}");
+        assert_eq!(map_max_entries(&pin.path, name), n, "{name}");
     }
     let b = binding(MAC_A, &["192.0.2.1"]);
     let names: Vec<String> = (0..8).map(|i| format!("pgc{i}")).collect();
@@ -554,7 +548,7 @@ fn capacity_is_chosen_at_creation_and_kept() {
     assert_eq!(p.capacity(), 8, "read back from the maps");
     let p = Pinned::open_sized(&pin.path, Some(64)).unwrap();
     assert_eq!(p.capacity(), 8, "existing maps keep their capacity");
-    assert_eq!(max_entries(&pin.path, "STATS"), 8);
+    assert_eq!(map_max_entries(&pin.path, "STATS"), 8);
     assert_eq!(p.records().unwrap().len(), 7);
     assert!(
         Pinned::open_sized(&pin.path, Some(1)).is_err(),
