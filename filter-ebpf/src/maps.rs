@@ -9,8 +9,7 @@ use aya_ebpf::{
 };
 use filter_common::{
     DropEvent, IndexEntry, IndexKey, PortConfig, PortRef, PortStats, RateState, V4Key, V6Key,
-    DEFAULT_MAX_PORTS, EVENTS_RINGBUF_BYTES, MAX_ADDRS, MAX_PREFIXES,
-    PORT_INDEX_SLOTS,
+    DEFAULT_MAX_PORTS, EVENTS_RINGBUF_BYTES, MAX_ADDRS, MAX_PREFIXES, PORT_INDEX_SLOTS,
 };
 
 const NO_PREALLOC: u32 = aya_ebpf::bindings::BPF_F_NO_PREALLOC;
